@@ -1,0 +1,44 @@
+# idstore developer commands. `make help` lists them.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+JDBC_JAR := /usr/share/java/postgresql.jar
+# Spark's Python workers and driver run the venv's interpreter
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system-deps test test-unit test-integration test-faults demo lint bench-write bench-filter package clean
+
+help: ## list the commands
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+system-deps: ## Java 17, PostgreSQL 15 and Debian's PostgreSQL JDBC driver (apt, as root)
+	@bash scripts/system-deps.sh
+
+$(STAMP): setup.py
+	@$(MAKE) --no-print-directory system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[spark,test,dev]'
+	@touch $(STAMP)
+
+setup: $(STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools
+
+test: setup ## the whole suite: unit, integration (spark-submit, PostgreSQL, moto) and fault tests
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+test-unit: setup ## unit tests only (no spark-submit)
+	$(PY) -m pytest tests -q -m "not integration" -p no:cacheprovider
+
+demo: setup ## local stack, seed 100k ids and 1M events, run sync then filter with spark-submit, check, stop
+	$(PY) -m idstore.demo
+
+lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Python 3.9
+	$(VENV)/bin/ruff check lib jobs tests
+	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
+
+clean: ## remove build output and local state
+	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse

@@ -1,0 +1,35 @@
+"""The `idstore` command: run the jobs on a local SparkSession, and manage the local stack."""
+import sys
+from typing import Optional, Sequence
+
+USAGE = """usage: idstore COMMAND [options]
+
+commands:
+  sync     run the sync job on a local SparkSession (same flags as jobs/sync_product_ids.py)
+  filter   run the filter job on a local SparkSession (same flags as jobs/filter_failure_events.py)
+  local    start, stop or inspect the local stack (PostgreSQL + moto): idstore local up|down|status|seed
+
+`idstore COMMAND --help` tells more.
+"""
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if args else 2
+    command, rest = args[0], args[1:]
+    if command in ("sync", "filter"):
+        from idstore.pipeline.entry import run_job
+
+        return run_job(command, rest, master="local[*]")
+    if command == "local":
+        from idstore.local.cli import main as local_main
+
+        return local_main(rest)
+    print(f"idstore: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Typed, frozen run configuration, layered from TOML files and --set overrides.
+
+Layers: conf/base.toml (every key and its default) -> the --conf file -> --set
+section.key=value. Parsed and validated once; every error names the key.
+"""
+import dataclasses
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # EMR 7's python3 is 3.9
+    import tomli as tomllib
+
+BASE_CONF = Path(__file__).resolve().parent / "base.toml"
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AwsConfig:
+    region: str
+    endpoint_url: str  # moto locally; empty on AWS
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    url: str
+    query: str
+    id_column: str
+    user: str
+    password_env: str
+    secret_id: str
+    partitions: int
+    fetchsize: int
+    ssl: bool
+    mode: str  # jdbc | unload
+    unload_tempdir: str
+    unload_iam_role: str
+    attribute_columns: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    trim: bool
+    case: str  # keep | lower | upper
+    max_rejected_fraction: float
+
+
+@dataclass(frozen=True)
+class DynamoDBConfig:
+    table: str
+    key_attribute: str
+    region: str
+    endpoint_url: str
+    write_rate: float
+    capacity_fraction: float
+    mode: str  # upsert | mirror
+    max_delete_fraction: float
+    max_in_flight: int
+    no_progress_timeout_s: float
+    ttl_attribute: str
+    ttl_days: int
+
+
+@dataclass(frozen=True)
+class SnapshotConfig:
+    path: str
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    path: str
+    format: str  # json | parquet
+    schema: str
+    id_field: str
+    date_partition: str
+    broadcast_max_rows: int
+    skip_corrupt_files: bool
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    path: str
+    quarantine_path: str
+    files_per_day: int
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    path: str
+
+
+@dataclass(frozen=True)
+class Config:
+    aws: AwsConfig
+    source: SourceConfig
+    validation: ValidationConfig
+    dynamodb: DynamoDBConfig
+    snapshot: SnapshotConfig
+    events: EventsConfig
+    output: OutputConfig
+    report: ReportConfig
+    spark: Mapping[str, str] = field(default_factory=dict)
+
+    def redacted(self) -> Dict[str, Any]:
+        """The config as plain data for reports; holds no secret (none is ever loaded)."""
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "spark"}
+_CHOICES = {
+    ("source", "mode"): ("jdbc", "unload"),
+    ("validation", "case"): ("keep", "lower", "upper"),
+    ("dynamodb", "mode"): ("upsert", "mirror"),
+    ("events", "format"): ("json", "parquet"),
+}
+_FRACTIONS = {
+    ("dynamodb", "capacity_fraction"),
+    ("dynamodb", "max_delete_fraction"),
+    ("validation", "max_rejected_fraction"),
+}
+
+
+def load_config(
+    conf: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    read_text=None,
+) -> Config:
+    """Load base.toml, then the file `conf` (local path or s3://), then `overrides`."""
+    layers = [_parse_toml(BASE_CONF.read_text(), str(BASE_CONF))]
+    if conf:
+        if read_text is None:
+            from idstore.io import read_text
+        layers.append(_parse_toml(read_text(conf), conf))
+    merged: Dict[str, Any] = {}
+    for layer in layers:
+        _merge(merged, layer)
+    for item in overrides:
+        _apply_override(merged, item)
+    return build_config(merged)
+
+
+def build_config(data: Mapping[str, Any]) -> Config:
+    unknown = set(data) - set(_SECTIONS) - {"spark"}
+    if unknown:
+        raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
+    sections = {name: _build_section(name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()}
+    spark_conf = data.get("spark", {})
+    for key, value in spark_conf.items():
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"spark.{key}: expected a scalar Spark setting, got {type(value).__name__}")
+    config = Config(spark={str(k): _spark_str(v) for k, v in spark_conf.items()}, **sections)
+    _check_secrets(config)
+    return config
+
+
+def _build_section(name: str, cls, values: Mapping[str, Any]):
+    if not isinstance(values, Mapping):
+        raise ConfigError(f"[{name}]: expected a table, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(values) - set(fields)
+    if unknown:
+        keys = ", ".join(f"{name}.{k}" for k in sorted(unknown))
+        raise ConfigError(f"unknown config key(s): {keys}")
+    missing = set(fields) - set(values)
+    if missing:
+        keys = ", ".join(f"{name}.{k}" for k in sorted(missing))
+        raise ConfigError(f"missing config key(s): {keys}")
+    kwargs = {key: _typed(f"{name}.{key}", values[key], fields[key].type) for key in fields}
+    for key, value in kwargs.items():
+        _check_value(name, key, value)
+    return cls(**kwargs)
+
+
+def _typed(key: str, value: Any, typ) -> Any:
+    if typ == Tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
+        return tuple(value)
+    expected = typ
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ConfigError(f"{key}: expected {expected.__name__}, got {value!r}")
+    return value
+
+
+def _check_value(section: str, key: str, value: Any) -> None:
+    name = f"{section}.{key}"
+    choices = _CHOICES.get((section, key))
+    if choices and value not in choices:
+        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
+    if (section, key) in _FRACTIONS and not 0.0 <= value <= 1.0:
+        raise ConfigError(f"{name}: expected a fraction between 0 and 1, got {value!r}")
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+        raise ConfigError(f"{name}: expected a non-negative number, got {value!r}")
+    if (section, key) == ("source", "partitions") and value < 1:
+        raise ConfigError(f"{name}: expected at least 1 partition, got {value!r}")
+
+
+def _check_secrets(config: Config) -> None:
+    """Refuse passwords where they would leak: in the JDBC URL."""
+    from idstore.source.credentials import url_has_password
+
+    if url_has_password(config.source.url):
+        raise ConfigError(
+            "source.url: holds a password; use source.password_env or source.secret_id instead"
+        )
+
+
+def _parse_toml(text: str, where: str) -> Dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+
+
+def _merge(into: Dict[str, Any], layer: Mapping[str, Any]) -> None:
+    for key, value in layer.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = dict(value) if isinstance(value, Mapping) else value
+
+
+def _apply_override(merged: Dict[str, Any], item: str) -> None:
+    """Apply `section.key=value`; the value is read as the key's type and may hold '=' and spaces."""
+    dotted, sep, raw = item.partition("=")
+    section, dot, key = dotted.strip().partition(".")
+    if not sep or not dot or not key:
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    if section == "spark":
+        merged.setdefault("spark", {})[key] = raw
+        return
+    if section not in _SECTIONS:
+        raise ConfigError(f"--set {dotted}: unknown section {section!r}")
+    types = {f.name: f.type for f in dataclasses.fields(_SECTIONS[section])}
+    if key not in types:
+        raise ConfigError(f"--set {dotted}: unknown key")
+    merged.setdefault(section, {})[key] = _from_string(dotted, raw, types[key])
+
+
+def _from_string(key: str, raw: str, typ) -> Any:
+    try:
+        if typ is bool:
+            lowered = raw.strip().lower()
+            if lowered not in ("true", "false", "1", "0", "yes", "no"):
+                raise ValueError(raw)
+            return lowered in ("true", "1", "yes")
+        if typ is int:
+            return int(raw)
+        if typ is float:
+            return float(raw)
+        if typ == Tuple[str, ...]:
+            return [part.strip() for part in raw.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(f"--set {key}: expected {typ.__name__}, got {raw!r}") from None
+    return raw
+
+
+def _spark_str(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

@@ -1,0 +1,1 @@
+"""DynamoDB access: budgeted batch writer, parallel scanner, rate and retry policy."""

@@ -1,0 +1,139 @@
+"""Driver side of a table write: pick the rate, run the writer over a DataFrame, sum the stats."""
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Optional
+
+from pyspark.sql import DataFrame, SparkSession
+
+from idstore.config import DynamoDBConfig
+from idstore.dynamodb.rate import choose_write_rate, per_task_rate
+from idstore.dynamodb.writer import STATS_DDL, WriterSettings, partition_writer
+
+log = logging.getLogger(__name__)
+
+SUMMED = (
+    "items_in", "written", "duplicates", "rejected_key_too_long", "rejected_item_too_large",
+    "requests", "unprocessed_resent", "retries_throttle", "retries_5xx", "retries_connection",
+    "consumed_wcu", "throttled_s",
+)
+
+
+@dataclass(frozen=True)
+class RatePlan:
+    job_rate: float
+    task_rate: float
+    partitions: int
+    concurrent_tasks: int
+    reason: str
+
+
+def describe_table(cfg: DynamoDBConfig) -> Dict[str, Any]:
+    import boto3
+
+    client = boto3.client("dynamodb", region_name=cfg.region, endpoint_url=cfg.endpoint_url or None)
+    return client.describe_table(TableName=cfg.table)["Table"]
+
+
+def plan_rate(cfg: DynamoDBConfig, table: Mapping[str, Any], partitions: int, slots: int) -> RatePlan:
+    job_rate, reason = choose_write_rate(dict(table), cfg.write_rate, cfg.capacity_fraction)
+    concurrent = max(1, min(partitions, slots))
+    return RatePlan(job_rate, per_task_rate(job_rate, partitions, slots), partitions, concurrent, reason)
+
+
+def concurrent_slots(spark: SparkSession) -> int:
+    """Task slots that can run at once: the cluster's cores as Spark sees them now.
+
+    Under dynamic allocation more executors may come later; the cap
+    spark.dynamicAllocation.maxExecutors x executor cores bounds that when it is set.
+    """
+    conf = spark.sparkContext.getConf()
+    slots = spark.sparkContext.defaultParallelism
+    if conf.get("spark.dynamicAllocation.enabled", "false") == "true":
+        max_executors = conf.get("spark.dynamicAllocation.maxExecutors", "")
+        cores = int(conf.get("spark.executor.cores", "1"))
+        if max_executors.isdigit() and int(max_executors) < 10**6:
+            slots = max(slots, int(max_executors) * cores)
+    return slots
+
+
+def write_dataframe(
+    df: DataFrame,
+    key_column: str,
+    cfg: DynamoDBConfig,
+    plan: RatePlan,
+    action: str = "put",
+    constant_attributes: Optional[Mapping[str, Any]] = None,
+    total_hint: int = 0,
+) -> Dict[str, float]:
+    """Write every row of `df` (key + attribute columns); returns the summed stats."""
+    settings = WriterSettings(
+        table=cfg.table,
+        key_attribute=cfg.key_attribute,
+        region=cfg.region,
+        endpoint_url=cfg.endpoint_url,
+        task_rate=plan.task_rate,
+        action=action,
+        max_in_flight=cfg.max_in_flight,
+        no_progress_timeout_s=cfg.no_progress_timeout_s,
+        constant_attributes=dict(constant_attributes or {}),
+    )
+    log.info(
+        "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions",
+        "writing" if action == "put" else "deleting", cfg.table, plan.job_rate, plan.reason,
+        plan.task_rate, plan.concurrent_tasks, plan.partitions,
+    )
+    stats_df = df.repartition(plan.partitions) if df.rdd.getNumPartitions() != plan.partitions else df
+    stats_df = stats_df.mapInArrow(partition_writer(settings, key_column), STATS_DDL)
+    with ProgressLine(df.sparkSession, total_hint, label=action):
+        rows = [row.asDict() for row in stats_df.collect()]  # the one action on the stats
+    return summarise(rows)
+
+
+def summarise(rows) -> Dict[str, float]:
+    summary: Dict[str, float] = {name: sum(row[name] for row in rows) for name in SUMMED}
+    summary["partitions"] = len(rows)
+    summary["latency_p50_ms"] = max((row["latency_p50_ms"] for row in rows), default=0.0)
+    summary["latency_p99_ms"] = max((row["latency_p99_ms"] for row in rows), default=0.0)
+    summary["task_seconds_max"] = max((row["seconds"] for row in rows), default=0.0)
+    return summary
+
+
+class ProgressLine:
+    """Logs tasks done, %, items (estimated from tasks done), rate and ETA every few seconds."""
+
+    def __init__(self, spark: SparkSession, total_items: int, label: str, every_s: float = 5.0):
+        self.tracker = spark.sparkContext.statusTracker()
+        self.total, self.label, self.every_s = total_items, label, every_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="idstore-progress", daemon=True)
+
+    def __enter__(self):
+        self.started = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.every_s):
+            done = total = 0
+            for stage_id in self.tracker.getActiveStageIds():
+                info = self.tracker.getStageInfo(stage_id)
+                if info:
+                    done += info.numCompletedTasks
+                    total += info.numTasks
+            if not total:
+                continue
+            fraction = done / total
+            elapsed = time.monotonic() - self.started
+            items = int(self.total * fraction)
+            eta = elapsed * (1 - fraction) / fraction if fraction else float("nan")
+            log.info(
+                "%s: %d/%d tasks (%.0f%%), ~%d of %d items, %.0f items/s, ETA %.0fs",
+                self.label, done, total, 100 * fraction, items, self.total,
+                items / elapsed if elapsed else 0.0, eta,
+            )

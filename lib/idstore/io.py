@@ -1,0 +1,56 @@
+"""Small-file I/O at the edges: configs, reports and pointers on a local path or s3://.
+
+Bulk data goes through Spark; this is for the few files the driver reads or writes itself.
+"""
+import json
+from pathlib import Path
+from typing import Any, Optional, Tuple
+
+
+def split_s3(uri: str) -> Tuple[str, str]:
+    """'s3://bucket/a/b' -> ('bucket', 'a/b')."""
+    rest = uri.split("://", 1)[1]
+    bucket, _, key = rest.partition("/")
+    return bucket, key
+
+
+def is_s3(path: str) -> bool:
+    return path.startswith(("s3://", "s3a://", "s3n://"))
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/"), *(p.strip("/") for p in parts)])
+
+
+def _s3_client(endpoint_url: str = "", region: Optional[str] = None):
+    import boto3
+
+    return boto3.client("s3", endpoint_url=endpoint_url or None, region_name=region)
+
+
+def read_text(path: str, endpoint_url: str = "", region: Optional[str] = None) -> str:
+    if is_s3(path):
+        bucket, key = split_s3(path)
+        body = _s3_client(endpoint_url, region).get_object(Bucket=bucket, Key=key)["Body"]
+        return body.read().decode("utf-8")
+    return Path(path).read_text(encoding="utf-8")
+
+
+def write_text(path: str, text: str, endpoint_url: str = "", region: Optional[str] = None) -> None:
+    if is_s3(path):
+        bucket, key = split_s3(path)
+        _s3_client(endpoint_url, region).put_object(Bucket=bucket, Key=key, Body=text.encode("utf-8"))
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(target)  # readers never see half a file
+
+
+def write_json(path: str, data: Any, endpoint_url: str = "", region: Optional[str] = None) -> None:
+    write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n", endpoint_url, region)
+
+
+def read_json(path: str, endpoint_url: str = "", region: Optional[str] = None) -> Any:
+    return json.loads(read_text(path, endpoint_url, region))

@@ -1,0 +1,84 @@
+"""Running a job from a command line: args -> config -> session -> job -> report -> exit code.
+
+Shared by the spark-submit entry points in jobs/ and by `idstore sync|filter`.
+"""
+import logging
+import os
+import sys
+from typing import Optional, Sequence
+
+from idstore.config import ConfigError, load_config
+from idstore.pipeline.common import (
+    FAILED, OK, REFUSED, USAGE, RunRefused, RunReport, configure_logging, job_parser,
+    new_run_id, parse_args, write_report,
+)
+
+log = logging.getLogger(__name__)
+
+DESCRIPTIONS = {
+    "sync": "Read a program's ids from Redshift (JDBC), validate them and write them to DynamoDB.",
+    "filter": "Keep the failure events whose product id is in the id set; write Parquet by day.",
+}
+
+
+def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None) -> int:
+    args = parse_args(job_parser(job, DESCRIPTIONS[job]), argv)
+    configure_logging(args.verbose)
+    try:
+        config = load_config(args.conf, args.overrides)
+    except ConfigError as exc:
+        print(f"idstore {job}: config error: {exc}", file=sys.stderr)
+        return USAGE
+    report = RunReport(job=job, run_id=args.run_id or new_run_id(), config=config.redacted())
+
+    from idstore.spark import build_session
+
+    spark = build_session(f"idstore-{job}", config.spark, master=master)
+    code = OK
+    try:
+        _run(job, spark, config, report, args)
+        report.finish("dry_run" if args.dry_run else "succeeded")
+    except ConfigError as exc:
+        report.finish("failed", f"config error: {exc}")
+        code = USAGE
+    except RunRefused as exc:
+        report.finish("refused", str(exc))
+        code = REFUSED
+    except Exception as exc:  # noqa: BLE001 - every failure ends in a report and an exit code
+        log.exception("%s run %s failed", job, report.run_id)
+        report.finish("failed", _short(exc))
+        code = FAILED
+    finally:
+        spark.stop()
+    _publish(config, report)
+    return code
+
+
+def _run(job, spark, config, report, args) -> None:
+    if job == "sync":
+        from idstore.pipeline.sync import run_sync
+
+        run_sync(spark, config, report, os.environ, dry_run=args.dry_run, force=args.force)
+    else:
+        from idstore.pipeline.filter import run_filter
+
+        run_filter(spark, config, report, os.environ, start=args.start, end=args.end, ids_from=args.ids)
+
+
+def _publish(config, report: RunReport) -> None:
+    try:
+        where = write_report(config, report)
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not hide the outcome
+        log.error("could not write the run report: %s", exc)
+        where = None
+    lines = report.summary_lines()
+    if where:
+        lines.append(f"  report: {where}")
+    print("\n".join(lines), flush=True)
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an error; Py4J errors carry a whole JVM stack trace."""
+    text = str(exc).strip() or type(exc).__name__
+    first = text.splitlines()[0]
+    return f"{type(exc).__name__}: {first}"[:2000]

@@ -1,0 +1,1 @@
+"""Reading the id set: JDBC with hash-predicate partitions, or Redshift UNLOAD."""

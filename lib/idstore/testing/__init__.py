@@ -1,0 +1,1 @@
+"""Test and benchmark helpers (a local DynamoDB capacity emulator)."""

@@ -1,0 +1,34 @@
+"""idstore: Redshift id sets into DynamoDB, and S3 event archives filtered by them."""
+from setuptools import find_packages, setup
+
+setup(
+    name="idstore",
+    version="0.1.0",
+    description="PySpark jobs for EMR: sync a Redshift id set into DynamoDB, filter S3 events by it",
+    package_dir={"": "lib"},
+    packages=find_packages("lib"),
+    python_requires=">=3.9",
+    install_requires=[
+        "boto3>=1.34",
+        "pyarrow>=14",
+        'tomli>=2.0; python_version < "3.11"',
+    ],
+    extras_require={
+        # pyspark comes with EMR; locally it is pinned to EMR 7's line.
+        "spark": ["pyspark==3.5.*"],
+        "test": [
+            "pyspark==3.5.*",
+            "pytest>=8",
+            "chispa>=0.10",
+            "moto[server]>=5.0",
+            "pg8000>=1.30",
+        ],
+        "dev": [
+            "ruff>=0.5",
+            "vermin>=1.6",
+            "matplotlib>=3.8",
+            "cfn-lint>=1.0",
+        ],
+    },
+    entry_points={"console_scripts": ["idstore=idstore.cli:main"]},
+)

@@ -1,0 +1,30 @@
+"""Shared fixtures: one local SparkSession for the suite."""
+import sys
+
+import pytest
+
+from idstore.local_submit import JDBC_JAR
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "integration: runs a job through spark-submit on the local stack")
+
+
+@pytest.fixture(scope="session")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("idstore-tests")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.pyspark.python", sys.executable)
+        .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
+        .config("spark.jars", str(JDBC_JAR))
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()

@@ -5,11 +5,6 @@ import pytest
 
 from idstore.local_submit import JDBC_JAR
 
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "integration: runs a job through spark-submit on the local stack")
-
-
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession

@@ -8,6 +8,7 @@ JDBC_JAR := /usr/share/java/postgresql.jar
 # Spark's Python workers and driver run the venv's interpreter
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
+export SPARK_LOCAL_IP := 127.0.0.1
 
 .DEFAULT_GOAL := help
 .PHONY: help setup system-deps test test-unit test-integration test-faults demo lint bench-write bench-filter package clean
@@ -39,6 +40,15 @@ demo: setup ## local stack, seed 100k ids and 1M events, run sync then filter wi
 lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Python 3.9
 	$(VENV)/bin/ruff check lib jobs tests
 	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
+
+bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs hand-written loop vs batch_writer
+	$(PY) benchmarks/bench_write.py
+
+bench-filter: setup ## benchmark: 10M events, idstore vs scan-only, Python UDF and sort-merge join
+	$(PY) benchmarks/bench_filter.py
+
+package: setup ## build dist/: wheel, cluster wheelhouse, jobs, conf, bootstrap, manifest
+	$(PY) -m idstore.deploy.package --out dist
 
 clean: ## remove build output and local state
 	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse

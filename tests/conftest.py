@@ -1,7 +1,10 @@
 """Shared fixtures: one local SparkSession for the suite."""
+import os
 import sys
 
 import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
 
 from idstore.local_submit import JDBC_JAR
 

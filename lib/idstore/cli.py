@@ -8,6 +8,10 @@ commands:
   sync     run the sync job on a local SparkSession (same flags as jobs/sync_product_ids.py)
   filter   run the filter job on a local SparkSession (same flags as jobs/filter_failure_events.py)
   local    start, stop or inspect the local stack (PostgreSQL + moto): idstore local up|down|status|seed
+  render   write the EMR steps, RunJobFlow, Step Functions, Scheduler, IAM and CloudFormation JSON from a config
+  deploy   upload dist/ to a versioned S3 prefix
+  submit   add the steps to a cluster, start a state-machine execution or an EMR Serverless job run
+  validate preflight: table, S3 paths, secret and (optionally) the JDBC source, as a checklist
 
 `idstore COMMAND --help` tells more.
 """
@@ -27,6 +31,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         from idstore.local.cli import main as local_main
 
         return local_main(rest)
+    if command in ("render", "deploy", "submit", "validate"):
+        from idstore.deploy.cli import main as deploy_main
+
+        return deploy_main([command, *rest])
     print(f"idstore: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)
     return 2
 

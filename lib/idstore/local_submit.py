@@ -35,8 +35,13 @@ def spark_submit_command(job: str, args: Sequence[str], master: str = "local[2]"
 def spark_submit(job: str, args: Sequence[str], env: Optional[Mapping[str, str]] = None,
                  master: str = "local[2]", spark_conf: Optional[Mapping[str, str]] = None,
                  timeout: float = 900, capture: bool = True) -> subprocess.CompletedProcess:
-    environ: Dict[str, str] = {**os.environ, "PYSPARK_PYTHON": sys.executable,
-                               "PYSPARK_DRIVER_PYTHON": sys.executable, **(env or {})}
+    environ: Dict[str, str] = {
+        **os.environ,
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1",  # local runs stay on loopback
+        **(env or {}),
+    }
     return subprocess.run(
         spark_submit_command(job, args, master, spark_conf),
         env=environ, cwd=str(REPO), timeout=timeout, text=True,

@@ -1,7 +1,5 @@
 """Driver side of a table write: pick the rate, run the writer over a DataFrame, sum the stats."""
 import logging
-import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
@@ -10,6 +8,7 @@ from pyspark.sql import DataFrame, SparkSession
 from idstore.config import DynamoDBConfig
 from idstore.dynamodb.rate import choose_write_rate, per_task_rate
 from idstore.dynamodb.writer import STATS_DDL, WriterSettings, partition_writer
+from idstore.progress import ProgressServer
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +67,7 @@ def write_dataframe(
     total_hint: int = 0,
 ) -> Dict[str, float]:
     """Write every row of `df` (key + attribute columns); returns the summed stats."""
+    progress = ProgressServer(df.sparkSession.conf.get("spark.driver.host", "127.0.0.1"), total_hint, label=action)
     settings = WriterSettings(
         table=cfg.table,
         key_attribute=cfg.key_attribute,
@@ -78,6 +78,7 @@ def write_dataframe(
         max_in_flight=cfg.max_in_flight,
         no_progress_timeout_s=cfg.no_progress_timeout_s,
         constant_attributes=dict(constant_attributes or {}),
+        progress_address=progress.address,
     )
     log.info(
         "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions",
@@ -86,7 +87,7 @@ def write_dataframe(
     )
     stats_df = df.repartition(plan.partitions) if df.rdd.getNumPartitions() != plan.partitions else df
     stats_df = stats_df.mapInArrow(partition_writer(settings, key_column), STATS_DDL)
-    with ProgressLine(df.sparkSession, total_hint, label=action):
+    with progress:
         rows = [row.asDict() for row in stats_df.collect()]  # the one action on the stats
     return summarise(rows)
 
@@ -98,42 +99,3 @@ def summarise(rows) -> Dict[str, float]:
     summary["latency_p99_ms"] = max((row["latency_p99_ms"] for row in rows), default=0.0)
     summary["task_seconds_max"] = max((row["seconds"] for row in rows), default=0.0)
     return summary
-
-
-class ProgressLine:
-    """Logs tasks done, %, items (estimated from tasks done), rate and ETA every few seconds."""
-
-    def __init__(self, spark: SparkSession, total_items: int, label: str, every_s: float = 5.0):
-        self.tracker = spark.sparkContext.statusTracker()
-        self.total, self.label, self.every_s = total_items, label, every_s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="idstore-progress", daemon=True)
-
-    def __enter__(self):
-        self.started = time.monotonic()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=1)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.every_s):
-            done = total = 0
-            for stage_id in self.tracker.getActiveStageIds():
-                info = self.tracker.getStageInfo(stage_id)
-                if info:
-                    done += info.numCompletedTasks
-                    total += info.numTasks
-            if not total:
-                continue
-            fraction = done / total
-            elapsed = time.monotonic() - self.started
-            items = int(self.total * fraction)
-            eta = elapsed * (1 - fraction) / fraction if fraction else float("nan")
-            log.info(
-                "%s: %d/%d tasks (%.0f%%), ~%d of %d items, %.0f items/s, ETA %.0fs",
-                self.label, done, total, 100 * fraction, items, self.total,
-                items / elapsed if elapsed else 0.0, eta,
-            )

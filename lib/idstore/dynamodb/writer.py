@@ -11,7 +11,7 @@ import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterable, Iterator, List, Mapping, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import pyarrow as pa
 
@@ -62,6 +62,7 @@ class WriterSettings:
     burst_s: float = 1.0
     backoff_base_s: float = 0.025
     backoff_cap_s: float = 5.0
+    progress_address: Optional[Tuple[str, int]] = None
 
 
 def dynamodb_client(settings: WriterSettings):
@@ -103,14 +104,16 @@ class _Progress:
 class PartitionWriter:
     """Writes one partition's requests; `run` returns its stats row."""
 
-    def __init__(self, settings: WriterSettings, client=None, rng=None):
+    def __init__(self, settings: WriterSettings, client=None, rng=None, partition_id: int = 0):
         from idstore.dynamodb.rate import TokenBucket
+        from idstore.progress import ProgressSender
 
         self.settings = settings
         self.client = client or dynamodb_client(settings)
         self.bucket = TokenBucket(settings.task_rate, settings.task_rate * settings.burst_s)
         self.rng = rng or random.Random()
         self.progress = _Progress()
+        self.sender = ProgressSender(settings.progress_address, partition_id)
 
     # -- building batches -------------------------------------------------------------
     def batches(self, rows: Iterable[Tuple[str, Dict[str, Any]]]) -> Iterator[List[Tuple[str, Dict, int]]]:
@@ -161,16 +164,19 @@ class PartitionWriter:
                 attempt = self._back_off(attempt, pending)
                 continue
             elapsed_ms = (time.monotonic() - started) * 1000.0
-            consumed = sum(c.get("CapacityUnits", 0.0) for c in response.get("ConsumedCapacity", []))
-            self.bucket.adjust(estimate - consumed)  # refund or charge the difference
             unprocessed = response.get("UnprocessedItems", {}).get(self.settings.table, [])
             left = {_request_key(r, self.settings.key_attribute) for r in unprocessed}
             written = len(pending) - len(left)
+            reported = sum(c.get("CapacityUnits", 0.0) for c in response.get("ConsumedCapacity", []))
+            # every written item costs at least 1 WCU, whatever an emulator reports
+            consumed = max(reported, float(written))
+            self.bucket.adjust(estimate - consumed)  # refund or charge the difference
             with self.progress.lock:
                 self.progress.latencies_ms.append(elapsed_ms)
             self.progress.add(
                 requests=1, written=written, consumed_wcu=consumed, unprocessed_resent=len(left)
             )
+            self.sender.update(int(self.progress.counts["written"]))
             pending = {key: value for key, value in pending.items() if key in left}
             attempt = 0 if written else attempt
             if pending:
@@ -206,6 +212,7 @@ class PartitionWriter:
                     _raise_first(done)
                 in_flight.add(pool.submit(self.send, batch))
             _raise_first(wait(in_flight).done)
+        self.sender.update(int(self.progress.counts["written"]), force=True)
         return self.stats(partition_id, time.monotonic() - started)
 
     def stats(self, partition_id: int, seconds: float) -> Dict[str, float]:
@@ -263,7 +270,7 @@ def partition_writer(settings: WriterSettings, key_column: str):
 
         context = TaskContext.get()
         partition_id = context.partitionId() if context else 0
-        writer = PartitionWriter(settings)
+        writer = PartitionWriter(settings, partition_id=partition_id)
         row = writer.run(rows_from_arrow(batches, key_column, settings.constant_attributes), partition_id)
         yield pa.RecordBatch.from_pylist([row], schema=STATS_SCHEMA)
 

@@ -1,0 +1,287 @@
+"""`idstore local up|down|status|seed`: the local stack as detached processes for development.
+
+State lives in DIR/stack.json (pids, ports, directories; never the password) beside DIR/local.toml.
+"""
+
+import argparse
+import json
+import logging
+import shutil
+import socket
+import sys
+import time
+from datetime import date, timedelta
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from idstore.local.stack import (
+    SECRET_ID,
+    TABLE,
+    LocalStack,
+    StackError,
+    StackState,
+    connect_postgres,
+    create_id_table,
+    info_from_state,
+    is_running,
+    write_local_config,
+)
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "stack.json"
+CONFIG_FILE = "local.toml"
+DATA_DIR = "data"
+# Programs besides the one the config selects, so the source query has something to filter out.
+OTHER_PROGRAMS = ("SNS", "PRIME")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    return args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="idstore local",
+        description="Throwaway PostgreSQL (Redshift stand-in) and moto server for local runs.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--dir", type=Path, default=Path(".idstore"), help="state directory (default .idstore)"
+        )
+        sub.set_defaults(func=func)
+        return sub
+
+    up = add(
+        "up",
+        _up,
+        "start PostgreSQL and moto in the background; write DIR/stack.json and DIR/local.toml",
+    )
+    up.add_argument("--pg-port", type=int, default=0, help="PostgreSQL port (default: a free one)")
+    up.add_argument("--moto-port", type=int, default=0, help="moto port (default: a free one)")
+    up.add_argument(
+        "--program", default="FFA", help="program the generated config selects (default FFA)"
+    )
+    down = add("down", _down, "stop the stack and remove its temp data")
+    down.add_argument(
+        "--purge", action="store_true", help="also remove DIR/data (seeded events, job output)"
+    )
+    add("status", _status, "say what runs")
+    seed = add(
+        "seed",
+        _seed,
+        "load program ids into PostgreSQL and write a failure-event archive under DIR/data",
+    )
+    seed.add_argument(
+        "--program", default="FFA", help="program whose ids the events match (default FFA)"
+    )
+    seed.add_argument(
+        "--ids", type=int, default=100_000, help="ids in the program (default 100000)"
+    )
+    seed.add_argument(
+        "--events", type=int, default=1_000_000, help="events to write (default 1000000)"
+    )
+    seed.add_argument("--days", type=int, default=7, help="days of events (default 7)")
+    seed.add_argument(
+        "--start",
+        type=date.fromisoformat,
+        default=date(2024, 1, 1),
+        help="first day (default 2024-01-01)",
+    )
+    seed.add_argument(
+        "--match-fraction",
+        type=float,
+        default=0.1,
+        help="share of events with a program id (default 0.1)",
+    )
+    seed.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    state_dir = args.dir.resolve()
+    existing = _load_state(state_dir)
+    if existing is not None:
+        if _running(existing):
+            print(
+                f"local stack already up (see {state_dir / STATE_FILE}); `idstore local down` first"
+            )
+            return 1
+        print("found a stale stack.json; cleaning up after it")
+        LocalStack.from_state(existing).stop()
+        (state_dir / STATE_FILE).unlink()
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    stack = LocalStack(pg_port=args.pg_port, moto_port=args.moto_port, stop_at_exit=False)
+    try:
+        info = stack.start()
+    except StackError as exc:
+        print(f"idstore local up: {exc}", file=sys.stderr)
+        return 1
+    try:
+        state = stack.state
+        config_path = state_dir / CONFIG_FILE
+        data_dir = state_dir / DATA_DIR
+        data_dir.mkdir(exist_ok=True)
+        write_local_config(info, config_path, data_dir, program=args.program)
+        create_id_table(info)
+        record = dict(
+            state.to_dict(),
+            jdbc_url=info.jdbc_url,
+            moto_endpoint=info.moto_endpoint,
+            region=info.region,
+            secret_id=info.secret_id,
+            config=str(config_path),
+            data_dir=str(data_dir),
+            started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        )
+        _write_json(state_dir / STATE_FILE, record)
+    except BaseException:
+        stack.stop()
+        raise
+
+    print(f"PostgreSQL  {info.jdbc_url}  user {info.pg_user}  (pid {state.pg_pid})")
+    print(
+        f"moto        {info.moto_endpoint}  (pid {state.moto_pid}; DynamoDB table {TABLE} created)"
+    )
+    print(f"password    in Secrets Manager as {SECRET_ID}; read it with:")
+    print(
+        f"            aws --endpoint-url {info.moto_endpoint} secretsmanager get-secret-value "
+        f"--secret-id {SECRET_ID} --query SecretString --output text"
+    )
+    print(f"config      {config_path}")
+    print(f"state       {state_dir / STATE_FILE}  (temp data {state.work_dir})")
+    print("next:")
+    print(
+        "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
+        " AWS_DEFAULT_REGION=us-east-1"
+    )
+    print(f"  idstore local seed --dir {args.dir}")
+    print(f"  idstore sync --conf {config_path}")
+    print(f"  idstore filter --conf {config_path} --from 2024-01-01 --to 2024-01-07")
+    print(f"  idstore local down --dir {args.dir}")
+    return 0
+
+
+def _down(args: argparse.Namespace) -> int:
+    state_dir = args.dir.resolve()
+    state = _load_state(state_dir)
+    if state is None:
+        print(f"no local stack in {state_dir}")
+    else:
+        LocalStack.from_state(state).stop()
+        print(
+            f"stopped PostgreSQL (pid {state.pg_pid}) and moto (pid {state.moto_pid}); "
+            f"removed {state.work_dir}"
+        )
+    for name in (STATE_FILE, CONFIG_FILE):
+        path = state_dir / name
+        if path.exists():
+            path.unlink()
+    if args.purge and (state_dir / DATA_DIR).exists():
+        shutil.rmtree(state_dir / DATA_DIR)
+        print(f"removed {state_dir / DATA_DIR}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    state_dir = args.dir.resolve()
+    state = _load_state(state_dir)
+    if state is None:
+        print(f"no local stack in {state_dir} (start one with `idstore local up`)")
+        return 1
+    pg_up = is_running(state.pg_pid, state.pg_data_dir) and _listening(state.pg_port)
+    moto_up = is_running(state.moto_pid, "moto") and _listening(state.moto_port)
+    print(
+        f"PostgreSQL  {'running' if pg_up else 'NOT running'}  pid {state.pg_pid}  "
+        f"jdbc:postgresql://127.0.0.1:{state.pg_port}/idstore"
+    )
+    print(
+        f"moto        {'running' if moto_up else 'NOT running'}  pid {state.moto_pid}  "
+        f"http://127.0.0.1:{state.moto_port}"
+    )
+    print(f"config      {state_dir / CONFIG_FILE}")
+    if not (pg_up and moto_up):
+        print("`idstore local down` cleans up, `idstore local up` starts afresh")
+    return 0 if pg_up and moto_up else 1
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from idstore.testing.datagen import (
+        program_ids,
+        seed_program_products,
+        write_event_archive,
+    )
+
+    state_dir = args.dir.resolve()
+    state = _load_state(state_dir)
+    if state is None or not _running(state):
+        print(f"no running local stack in {state_dir} (start one with `idstore local up`)")
+        return 1
+    info = info_from_state(state)  # the password comes from moto's Secrets Manager
+    programs = {args.program: args.ids}
+    for other in OTHER_PROGRAMS:
+        if other != args.program:
+            programs[other] = max(1, args.ids // 2)
+    conn = connect_postgres(info)
+    try:
+        ids = seed_program_products(conn, programs, seed=args.seed)
+    finally:
+        conn.close()
+    # Events also name products in no program at all, as real archives do.
+    other_ids: List[str] = [i for p, v in ids.items() if p != args.program for i in v]
+    other_ids += program_ids("UNLISTED", max(1, args.ids // 2), seed=args.seed)
+    events_root = state_dir / DATA_DIR / "failure-events"
+    if events_root.exists():
+        shutil.rmtree(events_root)  # a re-seed with fewer days must not leave old days behind
+    counts = write_event_archive(
+        events_root,
+        start=args.start,
+        days=args.days,
+        n_events=args.events,
+        match_ids=ids[args.program],
+        other_ids=other_ids,
+        match_fraction=args.match_fraction,
+        seed=args.seed,
+    )
+    last = args.start + timedelta(days=args.days - 1)
+    print(f"program_products: {', '.join(f'{p} {len(v)}' for p, v in ids.items())} ids")
+    print(
+        f"events: {counts['total']} ({counts['matched']} with a {args.program} id) "
+        f"{args.start}..{last} under {events_root}"
+    )
+    return 0
+
+
+def _load_state(state_dir: Path) -> Optional[StackState]:
+    path = state_dir / STATE_FILE
+    if not path.exists():
+        return None
+    return StackState.from_dict(json.loads(path.read_text()))
+
+
+def _running(state: StackState) -> bool:
+    return is_running(state.pg_pid, state.pg_data_dir) and is_running(state.moto_pid, "moto")
+
+
+def _listening(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)

@@ -42,6 +42,7 @@ class SourceConfig:
     unload_tempdir: str
     unload_iam_role: str
     attribute_columns: Tuple[str, ...]
+    fetch_ring_buffer: bool  # Redshift driver's enableFetchRingBuffer
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,7 @@ class DynamoDBConfig:
     no_progress_timeout_s: float
     ttl_attribute: str
     ttl_days: int
+    read_rate: float  # mirror Scan RCU/s; 0 = capacity_fraction x provisioned RCU
 
 
 @dataclass(frozen=True)

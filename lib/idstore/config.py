@@ -98,6 +98,55 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    bucket: str  # artifacts bucket: dist/ goes to s3://bucket/prefix/<version>/
+    prefix: str
+    version: str  # deployed version the rendered files run; empty = this package's version
+    name: str  # name of the cluster, state machines, schedule, roles and stack
+    account_id: str  # for the ARNs of the IAM policy and the schedule target
+    kms_key_arn: str  # key of the secret and the S3 data (SSE-KMS); empty = AWS-managed keys
+    table_billing_mode: str  # what `idstore validate` expects: PAY_PER_REQUEST | PROVISIONED | empty
+
+
+@dataclass(frozen=True)
+class EmrConfig:
+    release_label: str
+    python: str  # python3 (3.9) | python3.11: PYSPARK_PYTHON and the bootstrap's interpreter
+    log_uri: str
+    service_role: str  # empty = the role the CloudFormation template creates
+    job_flow_role: str  # instance profile; empty = the one the template creates
+    subnet_id: str
+    primary_instance_type: str
+    core_instance_type: str
+    core_instance_count: int
+    idle_timeout_s: int  # the cluster terminates itself when idle this long
+    action_on_failure: str  # steps added to a running cluster
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    enabled: bool
+    cron: str  # EventBridge Scheduler expression
+    timezone: str
+    target: str  # emr | serverless
+    filter_days: int  # the filter step reads the N days before the run; 0 = every day
+
+
+@dataclass(frozen=True)
+class CloudWatchConfig:
+    enabled: bool
+    namespace: str
+    alarm_topic_arn: str
+
+
+@dataclass(frozen=True)
+class ServerlessConfig:
+    application_id: str
+    execution_role_arn: str  # empty = the role the CloudFormation template creates
+    architecture: str  # X86_64 | ARM64
+
+
+@dataclass(frozen=True)
 class Config:
     aws: AwsConfig
     source: SourceConfig
@@ -107,6 +156,11 @@ class Config:
     events: EventsConfig
     output: OutputConfig
     report: ReportConfig
+    deploy: DeployConfig
+    emr: EmrConfig
+    schedule: ScheduleConfig
+    cloudwatch: CloudWatchConfig
+    serverless: ServerlessConfig
     spark: Mapping[str, str] = field(default_factory=dict)
 
     def redacted(self) -> Dict[str, Any]:
@@ -120,6 +174,11 @@ _CHOICES = {
     ("validation", "case"): ("keep", "lower", "upper"),
     ("dynamodb", "mode"): ("upsert", "mirror"),
     ("events", "format"): ("json", "parquet"),
+    ("deploy", "table_billing_mode"): ("", "PAY_PER_REQUEST", "PROVISIONED"),
+    ("emr", "python"): ("python3", "python3.9", "python3.11"),
+    ("emr", "action_on_failure"): ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"),
+    ("schedule", "target"): ("emr", "serverless"),
+    ("serverless", "architecture"): ("X86_64", "ARM64"),
 }
 _FRACTIONS = {
     ("dynamodb", "capacity_fraction"),

@@ -83,6 +83,7 @@ class EventsConfig:
     date_partition: str
     broadcast_max_rows: int
     skip_corrupt_files: bool
+    broadcast_max_bytes: int  # estimated broadcast hash-table bytes; above it, a shuffle join
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class OutputConfig:
     path: str
     quarantine_path: str
     files_per_day: int
+    sse_kms_key_id: str  # SSE-KMS for the output buckets on EMR; empty = the bucket's default
 
 
 @dataclass(frozen=True)

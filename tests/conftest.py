@@ -8,6 +8,7 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loo
 
 from idstore.local_submit import JDBC_JAR
 
+
 @pytest.fixture(scope="session")
 def spark():
     from pyspark.sql import SparkSession

@@ -68,7 +68,9 @@ def _args(emulator, table, query, *extra):
 
 FAULTS = {
     "unprocessed items": dict(unprocessed_fraction=0.3),
-    "ProvisionedThroughputExceeded": dict(throttle_fraction=0.2, throttle_error="ProvisionedThroughputExceededException"),
+    "ProvisionedThroughputExceeded": dict(
+        throttle_fraction=0.2, throttle_error="ProvisionedThroughputExceededException"
+    ),
     "ThrottlingException": dict(throttle_fraction=0.2, throttle_error="ThrottlingException"),
     "RequestLimitExceeded": dict(throttle_fraction=0.2, throttle_error="RequestLimitExceeded"),
     "5xx burst": dict(error_5xx_fraction=0.15),
@@ -84,7 +86,7 @@ def test_no_loss_under_fault(fault, emulator, emu_table, fault_source, job_conf)
     assert _stored(emulator, emu_table) == set(SOURCE_IDS)
     assert report["counts"]["written"] == len(SOURCE_IDS)
     writer = report["details"]["writer"]
-    retried = writer["unprocessed_resent"] + writer["retries_throttle"] + writer["retries_5xx"] + writer["retries_connection"]
+    retried = sum(writer[k] for k in ("unprocessed_resent", "retries_throttle", "retries_5xx", "retries_connection"))
     assert retried > 0, "the fault never fired: this test would prove nothing"
 
 
@@ -132,8 +134,9 @@ def _python_workers(root_pid):
 
 def test_a_python_worker_killed_mid_partition_is_retried_without_loss(emulator, emu_table, fault_source, job_conf):
     emulator.set_latency(0.02)
+    args = _args(emulator, emu_table, fault_source, "--set", "dynamodb.write_rate=800")
     command = spark_submit_command(
-        "sync", ["--conf", str(job_conf), *_args(emulator, emu_table, fault_source, "--set", "dynamodb.write_rate=800")],
+        "sync", ["--conf", str(job_conf), *args],
         master="local[2,4]",  # local mode retries a failed task only with maxFailures > 1
     )
     env = {**os.environ, **MOTO_ENV, "SPARK_LOCAL_IP": "127.0.0.1"}

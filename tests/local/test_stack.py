@@ -8,12 +8,13 @@ import socket
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 
 import boto3
 import pg8000.dbapi
 import pytest
+import tomllib
+
 from idstore.local import (
     LocalStack,
     StackError,

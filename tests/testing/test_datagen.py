@@ -8,6 +8,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
+
 from idstore.local import LocalStack, connect_postgres
 from idstore.testing.datagen import (
     program_ids,

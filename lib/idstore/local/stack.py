@@ -667,7 +667,7 @@ def _wait_for_postgres(
                 return
             finally:
                 conn.close()
-        except Exception as exc:  # refused, or "the database system is starting up"
+        except Exception as exc:  # noqa: BLE001 - refused, or "the database system is starting up"
             last_error = exc
         if time.monotonic() > deadline:
             raise StackError(

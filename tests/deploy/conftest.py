@@ -1,0 +1,184 @@
+"""Fixtures for the deploy tests: production-like configs and a moto server over HTTP."""
+import json
+import re
+from pathlib import Path
+from typing import Sequence
+
+import pytest
+from botocore.session import get_session
+from botocore.validate import validate_parameters
+from moto.server import ThreadedMotoServer
+
+from idstore.config import Config, load_config
+
+ACCOUNT = "123456789012"
+KMS_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+TOPIC = f"arn:aws:sns:us-east-1:{ACCOUNT}:idstore-alarms"
+
+# Everything a production deployment names, with EMR Serverless and CloudWatch on.
+PROD_TOML = f"""
+[source]
+url = "jdbc:redshift://analytics.abc123.us-east-1.redshift.amazonaws.com:5439/dev"
+query = "select product_id from program_products where program = 'FFA'"
+secret_id = "idstore/redshift-etl"
+
+[dynamodb]
+table = "IdentifierStore"
+
+[snapshot]
+path = "s3://example-idstore/snapshots"
+
+[events]
+path = "s3://example-failure-events/events"
+
+[output]
+path = "s3://example-idstore/filtered"
+quarantine_path = "s3://example-idstore/quarantine"
+
+[report]
+path = "s3://example-idstore/reports"
+
+[deploy]
+bucket = "example-idstore-artifacts"
+account_id = "{ACCOUNT}"
+kms_key_arn = "{KMS_KEY}"
+
+[emr]
+log_uri = "s3://example-idstore-logs/emr"
+subnet_id = "subnet-0123456789abcdef0"
+python = "python3.11"
+
+[schedule]
+enabled = true
+filter_days = 2
+
+[cloudwatch]
+enabled = true
+alarm_topic_arn = "{TOPIC}"
+
+[serverless]
+application_id = "00fabcdexample01"
+"""
+
+
+def _write_conf(directory: Path, text: str = PROD_TOML, name: str = "prod.toml") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+@pytest.fixture
+def prod_conf(tmp_path) -> Path:
+    """The production config as a file, as `--conf` takes it."""
+    return _write_conf(tmp_path)
+
+
+@pytest.fixture
+def make_config(tmp_path):
+    """make_config(overrides=(), text=PROD_TOML) -> Config, through load_config like the CLI."""
+
+    def make(overrides: Sequence[str] = (), text: str = PROD_TOML) -> Config:
+        return load_config(str(_write_conf(tmp_path, text, "config-under-test.toml")), overrides)
+
+    return make
+
+
+@pytest.fixture
+def config(make_config) -> Config:
+    return make_config()
+
+
+@pytest.fixture(scope="session")
+def valid_request():
+    """valid_request(service, operation, params): botocore's own parameter validation, against
+    the service model it ships; raises ParamValidationError naming every problem."""
+    session = get_session()
+
+    def check(service: str, operation: str, params) -> None:
+        model = session.get_service_model(service).operation_model(operation)
+        params = json.loads(json.dumps(params))
+        validate_parameters(params, model.input_shape)
+        problems = list(_model_limits(params, model.input_shape, operation))
+        assert not problems, "\n".join(problems)
+
+    return check
+
+
+def _model_limits(value, shape, where):
+    """What ParamValidator leaves out: enum members and maximum lengths of the same model."""
+    if shape.type_name == "structure" and isinstance(value, dict):
+        for name, member in value.items():
+            if name in shape.members:
+                yield from _model_limits(member, shape.members[name], f"{where}.{name}")
+    elif shape.type_name == "list" and isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _model_limits(item, shape.member, f"{where}[{index}]")
+    elif shape.type_name == "map" and isinstance(value, dict):
+        for key, item in value.items():
+            yield from _model_limits(key, shape.key, f"{where} key")
+            yield from _model_limits(item, shape.value, f"{where}[{key}]")
+    elif shape.type_name == "string" and isinstance(value, str):
+        if shape.enum and value not in shape.enum:
+            yield f"{where}: {value!r} is not one of {shape.enum}"
+        maximum = shape.metadata.get("max")
+        if maximum is not None and len(value) > maximum:
+            yield f"{where}: {len(value)} characters, more than {maximum}"
+        pattern = _python_pattern(shape.metadata.get("pattern"))
+        if pattern and not pattern.fullmatch(value):
+            yield f"{where}: {value!r} does not match {pattern.pattern}"
+    elif shape.type_name in ("integer", "long") and isinstance(value, int):
+        maximum = shape.metadata.get("max")
+        if maximum is not None and value > maximum:
+            yield f"{where}: {value} is more than {maximum}"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(monkeypatch):
+    """moto accepts any credentials; none from the caller's environment are used."""
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+
+
+@pytest.fixture
+def moto_overrides(tmp_path, moto_endpoint, aws_env):
+    """--set overrides pointing the config at the moto server, with an artifacts bucket per test."""
+    bucket = "artifacts-" + "".join(c for c in tmp_path.name.lower() if c.isalnum())[-40:]
+    return [f"aws.endpoint_url={moto_endpoint}", f"dynamodb.endpoint_url={moto_endpoint}", f"deploy.bucket={bucket}"]
+
+
+@pytest.fixture
+def moto_config(make_config, moto_overrides) -> Config:
+    return make_config(moto_overrides)
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    """aws(service) -> a boto3 client of the moto server."""
+    import boto3
+
+    def make(service: str):
+        return boto3.client(service, region_name="us-east-1", endpoint_url=moto_endpoint,
+                            aws_access_key_id="testing", aws_secret_access_key="testing")
+
+    return make
+
+
+def _python_pattern(pattern):
+    """The model's (Java) regex, when Python reads it the same way; else None."""
+    if not pattern:
+        return None
+    try:
+        return re.compile(pattern, re.DOTALL)
+    except re.error:
+        return None

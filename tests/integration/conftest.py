@@ -1,12 +1,17 @@
 """The local stack (PostgreSQL + moto server) and spark-submit helpers for end-to-end tests."""
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
 from idstore.local.stack import LocalStack, aws_client, connect_postgres, write_local_config
-from idstore.local_submit import spark_submit
+from idstore.local_submit import REPO, spark_submit
 
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -63,3 +68,51 @@ def create_source_table(pg, name, rows):
     cur.execute(f"drop table if exists {name}")
     cur.execute(f"create table {name} (product_id text, title text, price numeric, active boolean)")
     cur.executemany(f"insert into {name} values (%s, %s, %s, %s)", rows)
+
+
+# In-process runs (run_sync on the `spark` fixture) write to moto from Spark's Python
+# workers, which inherit the JVM's environment: set it before any session starts.
+for _key, _value in MOTO_ENV.items():
+    os.environ.setdefault(_key, _value)
+
+
+def start_job(job, conf, *args, log_path, env=None):
+    """Start a job's spark-submit in a process group of its own; output goes to `log_path`."""
+    from idstore.local_submit import spark_submit_command
+
+    environ = {
+        **os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "SPARK_LOCAL_IP": "127.0.0.1", **MOTO_ENV, **(env or {}),
+    }
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(
+            spark_submit_command(job, ["--conf", str(conf), *args]), env=environ, cwd=str(REPO),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+
+
+def kill_job(proc, timeout_s=30.0):
+    """SIGKILL a started job and everything it started (Spark's Python daemon has its own group)."""
+    from idstore.local.stack import descendants
+
+    children = descendants(proc.pid)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        alive = {pid: started for pid, started in children.items() if _same_process(pid, started)}
+        if not alive:
+            return
+        if time.monotonic() > deadline:
+            for pid in alive:
+                os.kill(pid, signal.SIGKILL)
+            return
+        time.sleep(0.1)
+
+
+def _same_process(pid, started):
+    try:
+        fields_ = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return fields_[0] not in ("Z", "X") and fields_[19] == started

@@ -1,11 +1,39 @@
-"""sync through spark-submit against PostgreSQL and moto, checked against plain Python."""
-import pytest
+"""The sync job against PostgreSQL and moto, checked against plain Python and plain boto3.
 
+spark-submit runs (each costs ~15-20 s here) cover what only a real submit shows: exit
+codes, the summary, reports, a killed process. The rest runs run_sync in-process.
+"""
+import calendar
+import json
+import time
+import uuid
+from collections import Counter
+from datetime import datetime, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from pyspark.sql import types as T
+
+from idstore.config import ConfigError, load_config
+from idstore.local.stack import aws_client
+from idstore.pipeline.common import REDACTED, RunRefused, RunReport, redacted_config
+from idstore.pipeline.entry import run_job as run_job_in_process
+from idstore.pipeline.sync import (
+    item_constants,
+    mirror_refusal,
+    run_sync,
+    scan_read_rate,
+    with_attribute_types,
+)
+from idstore.snapshot import POINTER, read_latest_snapshot, write_snapshot
 from idstore.testing.readback import scan_items
 
-from .conftest import create_source_table, run_job
+from .conftest import create_source_table, kill_job, run_job, start_job
 
-pytestmark = pytest.mark.integration
+integration = pytest.mark.integration
+STAMPS = ("synced_at", "run_id")
 
 
 def reference_valid_ids(values):
@@ -16,42 +44,335 @@ def reference_valid_ids(values):
     }
 
 
-def test_sync_writes_exactly_the_valid_id_set(pg, ddb, new_table, job_conf):
+def items_by_key(ddb, table):
+    return {item["product_id"]["S"]: item for item in scan_items(ddb, table)}
+
+
+def without_stamps(items):
+    return {key: {k: v for k, v in item.items() if k not in STAMPS} for key, item in items.items()}
+
+
+def seed_table(ddb, table, keys, **attributes):
+    keys = list(keys)
+    for start in range(0, len(keys), 25):
+        requests = [
+            {"PutRequest": {"Item": {"product_id": {"S": key}, **{k: {"S": v} for k, v in attributes.items()}}}}
+            for key in keys[start:start + 25]
+        ]
+        ddb.batch_write_item(RequestItems={table: requests})
+
+
+def assert_password_nowhere(password, output, root):
+    """The source password is in no output and no file the runs wrote (reports, quarantine, snapshots)."""
+    assert password and password not in output
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
+def in_process_config(job_conf, *overrides):
+    return load_config(str(job_conf), list(overrides))
+
+
+def run_in_process(spark, config, **flags):
+    report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
+    run_sync(spark, config, report, {}, **flags)
+    return report
+
+
+# -- item shape, guard, plan: no stack needed ------------------------------------------------
+def test_item_constants_stamp_the_run_and_the_ttl_in_epoch_seconds():
+    config = load_config(None, ["dynamodb.ttl_attribute=expires_at", "dynamodb.ttl_days=30"])
+    now = datetime(2024, 2, 28, 23, 30, 5, tzinfo=timezone.utc)
+    constants = item_constants(config.dynamodb, (), "run-1", now)
+    expected_ttl = calendar.timegm((2024, 3, 29, 23, 30, 5))
+    assert constants == {"synced_at": "2024-02-28T23:30:05Z", "run_id": "run-1", "expires_at": expected_ttl}
+    assert item_constants(load_config(None, []).dynamodb, (), "r", now) == {
+        "synced_at": "2024-02-28T23:30:05Z", "run_id": "r"}
+
+
+@pytest.mark.parametrize("overrides, columns, key", [
+    (["dynamodb.ttl_attribute=expires_at"], (), "ttl_days"),
+    (["dynamodb.ttl_days=3"], (), "ttl_attribute"),
+    (["dynamodb.ttl_attribute=run_id", "dynamodb.ttl_days=3"], (), "ttl_attribute"),
+    ([], ("title", "run_id"), "attribute_columns"),
+    ([], ("product_id",), "attribute_columns"),
+])
+def test_item_constants_refuse_what_would_overwrite_or_never_expire(overrides, columns, key):
+    config = load_config(None, overrides)
+    with pytest.raises(ConfigError, match=key):
+        item_constants(config.dynamodb, columns, "r", datetime.now(timezone.utc))
+
+
+def test_attribute_columns_become_strings_numbers_and_booleans(spark):
+    schema = "id string, title string, qty int, price decimal(38,18), score double, active boolean, day date"
+    df = spark.createDataFrame(
+        [("a", "t", 3, Decimal("12.5"), 0.5, True, datetime(2024, 1, 2).date())], schema)
+    out = df.transform(with_attribute_types(["title", "qty", "price", "score", "active", "day"]))
+    types = dict(out.dtypes)
+    assert types["price"] == "decimal(38,18)" and types["qty"] == "int" and types["active"] == "boolean"
+    row = out.collect()[0]
+    assert (row.title, row.qty, row.price, row.score, row.active, row.day) == (
+        "t", 3, Decimal("12.5"), 0.5, True, "2024-01-02")
+
+
+def test_attribute_columns_without_a_dynamodb_type_are_refused_by_name(spark):
+    df = spark.createDataFrame([("a", bytearray(b"x"))], T.StructType([
+        T.StructField("id", T.StringType()), T.StructField("blob", T.BinaryType())]))
+    with pytest.raises(ConfigError, match="'blob' is binary"):
+        df.transform(with_attribute_types(["blob"]))
+
+
+@pytest.mark.parametrize("source_ids, table_keys, deletes, fraction, refused", [
+    (0, 10, 10, 0.1, "no valid ids"),
+    (0, 0, 0, 0.1, None),  # nothing to lose
+    (100, 100, 10, 0.1, None),  # exactly at the limit
+    (100, 100, 11, 0.1, "11 of the 100 keys"),
+    (5, 0, 0, 0.0, None),
+    (90, 100, 1, 0.0, "1 of the 100 keys"),
+])
+def test_the_mirror_guard_names_how_many_and_why(source_ids, table_keys, deletes, fraction, refused):
+    reason = mirror_refusal("T", source_ids, table_keys, deletes, fraction)
+    if refused is None:
+        assert reason is None
+    else:
+        assert refused in reason and "--force" in reason
+
+
+def test_the_scan_is_paced_like_the_writes():
+    cfg = load_config(None, ["dynamodb.capacity_fraction=0.25"]).dynamodb
+    provisioned = {"ProvisionedThroughput": {"ReadCapacityUnits": 400, "WriteCapacityUnits": 5}}
+    assert scan_read_rate(cfg, provisioned) == 100.0
+    assert scan_read_rate(cfg, {"BillingModeSummary": {"BillingMode": "PAY_PER_REQUEST"}}) == 0.0
+    explicit = load_config(None, ["dynamodb.read_rate=42"]).dynamodb
+    assert scan_read_rate(explicit, provisioned) == 42.0
+
+
+def test_report_config_masks_secret_looking_spark_settings():
+    config = load_config(None, ["spark.spark.hadoop.fs.s3a.secret.key=abc", "spark.spark.executor.cores=2"])
+    spark_conf = redacted_config(config)["spark"]
+    assert spark_conf == {"spark.hadoop.fs.s3a.secret.key": REDACTED, "spark.executor.cores": "2"}
+
+
+def test_the_snapshot_pointer_names_the_latest_complete_snapshot(spark, tmp_path):
+    config = load_config(None, [f"snapshot.path={tmp_path / 'snaps'}"])
+    first = spark.createDataFrame([("a",), ("b",)], "product_id string")
+    second = spark.createDataFrame([("c",)], "product_id string")
+    assert write_snapshot(first, config, "r1") == str(tmp_path / "snaps" / "run_id=r1")
+    write_snapshot(second, config, "r2")
+    pointer = json.loads((tmp_path / "snaps" / POINTER).read_text())
+    assert pointer["run_id"] == "r2" and pointer["path"].endswith("run_id=r2")
+    assert sorted(r.product_id for r in read_latest_snapshot(spark, config).collect()) == ["c"]
+    assert sorted(pq.read_table(tmp_path / "snaps" / "run_id=r1").column("product_id").to_pylist()) == ["a", "b"]
+    assert write_snapshot(first, load_config(None, []), "r3") is None
+
+
+def test_a_bad_config_key_exits_2_and_names_it(tmp_path, capsys):
+    conf = tmp_path / "job.toml"
+    conf.write_text('[dynamodb]\nmode = "sideways"\n')
+    assert run_job_in_process("sync", ["--conf", str(conf)]) == 2
+    assert "dynamodb.mode" in capsys.readouterr().err
+
+
+# -- in-process runs on the local stack ------------------------------------------------------
+@integration
+def test_too_many_rejected_ids_refuse_the_run_but_quarantine_them(spark, pg, ddb, new_table, job_conf):
+    values = ["a", "", "", None, "b" * 2049]
+    create_source_table(pg, "src_mostly_bad", [(v, None, None, None) for v in values])
+    config = in_process_config(job_conf, f"dynamodb.table={new_table}",
+                               "source.query=select product_id from src_mostly_bad")
+    with pytest.raises(RunRefused, match="max_rejected_fraction"):
+        run_in_process(spark, config)
+    assert scan_items(ddb, new_table) == []
+    files = Path(config.output.quarantine_path, "sync").rglob("*.json")
+    quarantined = [json.loads(line) for path in files for line in path.read_text().splitlines()]
+    assert Counter(q["reason"] for q in quarantined) == {"empty": 2, "null": 1, "key_too_long": 1}
+    assert {q["id"] for q in quarantined if q["reason"] == "null"} == {None}
+
+
+@integration
+def test_force_overrides_the_guard_and_a_second_run_leaves_the_same_table(spark, pg, ddb, new_table, job_conf):
+    source = [f"S{i:04d}" for i in range(40)]
+    create_source_table(pg, "src_force", [(v, f"t{v}", None, True) for v in source])
+    seed_table(ddb, new_table, [*source[:10], *(f"GONE{i}" for i in range(30))])
+    config = in_process_config(job_conf, f"dynamodb.table={new_table}", "dynamodb.mode=mirror",
+                               "source.query=select product_id, title from src_force",
+                               "source.attribute_columns=title")
+    with pytest.raises(RunRefused, match="30 of the 40 keys"):
+        run_in_process(spark, config)
+    first = run_in_process(spark, config, force=True)
+    assert "30 of the 40 keys" in first.details["guard_overridden"]
+    assert first.counts["deleted"] == 30 and first.counts["written"] == 40
+    after_first = items_by_key(ddb, new_table)
+    assert set(after_first) == set(source)
+    assert all(item["title"] == {"S": f"t{key}"} for key, item in after_first.items())
+    second = run_in_process(spark, config)
+    after_second = items_by_key(ddb, new_table)
+    assert second.counts["stale"] == 0 and second.counts["deleted"] == 0
+    assert without_stamps(after_second) == without_stamps(after_first)
+    assert {item["run_id"]["S"] for item in after_second.values()} == {second.run_id}
+
+
+# -- spark-submit -----------------------------------------------------------------------------
+@integration
+def test_upsert_writes_the_valid_set_with_typed_attributes_and_reports_it(stack, pg, ddb, new_table, job_conf):
     good = [f"B{i:08d}" for i in range(3000)]
     bad = [None, "", "   ", "x" * 2049]
     dupes = good[:25]
     values = good + bad + dupes
-    create_source_table(pg, "src_basic", [(v, f"title {i}", i, i % 2 == 0) for i, v in enumerate(values)])
+    rows = [(v, None if i == 100 else f"title {i}", Decimal(i) / 4, i % 2 == 0) for i, v in enumerate(values)]
+    create_source_table(pg, "src_basic", rows)
+    before = time.time()
     code, output, report = run_job(
         "sync", job_conf,
         "--set", f"dynamodb.table={new_table}",
-        "--set", "source.query=select product_id from src_basic",
+        "--set", "source.query=select product_id, title, price, active from src_basic",
+        "--set", "source.attribute_columns=title,price,active",
+        "--set", "dynamodb.ttl_attribute=expires_at", "--set", "dynamodb.ttl_days=7",
         "--set", "validation.max_rejected_fraction=0.5",
     )
+    after = time.time()
     assert code == 0, output
-    in_table = {item["product_id"]["S"] for item in scan_items(ddb, new_table)}
-    assert in_table == reference_valid_ids(values)
+    assert "SUCCEEDED" in output
+    items = items_by_key(ddb, new_table)
+    assert set(items) == reference_valid_ids(values)
+
+    # every item is one of its source rows, typed; plus the run's stamps and the TTL
+    source_rows = {}
+    for v, title, price, active in rows:
+        source_rows.setdefault(v, set()).add((title, price, active))
+    for key, item in items.items():
+        title = item["title"]["S"] if "title" in item else None
+        assert (title, Decimal(item["price"]["N"]), item["active"]["BOOL"]) in source_rows[key]
+        assert item["run_id"] == {"S": report["run_id"]}
+        synced = calendar.timegm(time.strptime(item["synced_at"]["S"], "%Y-%m-%dT%H:%M:%SZ"))
+        assert before - 1 <= synced <= after
+        assert synced + 7 * 86400 <= int(item["expires_at"]["N"]) <= after + 7 * 86400
+    assert "title" not in items[values[100]]
+
     counts = report["counts"]
     assert counts["source_rows"] == len(values)
     assert counts["rejected"] == len(bad)
     assert counts["duplicates"] == len(dupes)
     assert counts["written"] == len(good)
+    assert report["outcome"] == "succeeded" and report["error"] == ""
     assert report["details"]["rejected_by_reason"] == {"null": 1, "empty": 1, "blank": 1, "key_too_long": 1}
-    assert "SUCCEEDED" in output
+    assert report["details"]["consumed_wcu"] >= len(good)
+    assert report["details"]["put_items_per_s"] > 0 and isinstance(report["details"]["retries"], int)
+    assert {"read_validate", "write", "snapshot", "total"} <= set(report["durations_s"])
+    assert report["config"]["source"]["secret_id"] == stack.secret_id
+
+    data = Path(job_conf).parent / "data"
+    quarantined = [json.loads(line) for path in (data / "quarantine" / "sync" / f"run_id={report['run_id']}").glob(
+        "*.json") for line in path.read_text().splitlines()]
+    assert Counter(q["reason"] for q in quarantined) == report["details"]["rejected_by_reason"]
+    pointer = json.loads((data / "snapshots" / POINTER).read_text())
+    assert pointer["run_id"] == report["run_id"]
+    assert set(pq.read_table(pointer["path"]).column("product_id").to_pylist()) == reference_valid_ids(values)
+    assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
 
 
-def test_sync_refuses_when_too_many_ids_are_rejected(pg, ddb, new_table, job_conf):
-    create_source_table(pg, "src_mostly_bad", [(v, None, None, None) for v in ["a", "", "", None]])
+@integration
+def test_a_dry_run_writes_nothing_then_mirror_deletes_exactly_the_stale_ids(stack, pg, ddb, new_table, job_conf):
+    source = [f"M{i:05d}" for i in range(300)]
+    create_source_table(pg, "src_mirror", [(v, None, None, None) for v in [*source, ""]])
+    stale = [f"STALE{i:03d}" for i in range(20)]
+    seed_table(ddb, new_table, [*source[:250], *stale], origin="seed")
+    before = items_by_key(ddb, new_table)
+    s3 = aws_client("s3", stack.moto_endpoint)
+    bucket = f"reports-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    common = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
+              "--set", "source.query=select product_id from src_mirror"]
+    data = Path(job_conf).parent / "data"
+
+    code, output, _ = run_job("sync", job_conf, *common, "--dry-run", "--set", f"report.path=s3://{bucket}/idstore")
+    assert code == 0, output
+    assert items_by_key(ddb, new_table) == before
+    assert not (data / "snapshots").exists() and not (data / "quarantine").exists()
+    assert "would put 300 ids, delete 20 stale of 270 keys" in output
+    key = s3.list_objects_v2(Bucket=bucket, Prefix="idstore/sync/")["Contents"][0]["Key"]
+    report = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert report["outcome"] == "dry_run"
+    planned = report["details"]["planned"]
+    assert (planned["puts"], planned["deletes"], planned["rejected"], planned["table_keys"]) == (300, 20, 1, 270)
+    assert planned["estimated_write_s"] > 0
+
+    code, output, report = run_job("sync", job_conf, *common)
+    assert code == 0, output
+    items = items_by_key(ddb, new_table)
+    assert set(items) == set(source)
+    assert all("origin" not in item for item in items.values())  # puts replace whole items
+    assert report["counts"]["table_keys_before"] == 270
+    assert report["counts"]["stale"] == report["counts"]["deleted"] == len(stale)
+    assert json.loads((data / "snapshots" / POINTER).read_text())["run_id"] == report["run_id"]
+    assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
+
+
+@integration
+def test_the_guard_refuses_an_empty_source(stack, pg, ddb, new_table, job_conf):
+    create_source_table(pg, "src_empty", [])
+    seed_table(ddb, new_table, [f"K{i}" for i in range(50)])
+    before = items_by_key(ddb, new_table)
     code, output, report = run_job(
-        "sync", job_conf, "--set", f"dynamodb.table={new_table}",
-        "--set", "source.query=select product_id from src_mostly_bad",
+        "sync", job_conf, "--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
+        "--set", "source.query=select product_id from src_empty",
     )
     assert code == 3, output
-    assert "max_rejected_fraction" in report["error"]
-    assert scan_items(ddb, new_table) == []
+    assert report["outcome"] == "refused"
+    assert "no valid ids" in report["error"] and "all 50 keys" in report["error"]
+    assert "REFUSED" in output and "--force" in output
+    assert items_by_key(ddb, new_table) == before
+    assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
 
 
-def test_a_bad_config_key_exits_2_and_names_it(job_conf):
-    code, output, _ = run_job("sync", job_conf, "--set", "dynamodb.mode=sideways")
-    assert code == 2
-    assert "dynamodb.mode" in output
+@integration
+def test_the_guard_refuses_an_over_threshold_delete_before_any_put(stack, pg, ddb, new_table, job_conf):
+    table_keys = [f"K{i:03d}" for i in range(100)]
+    source = [*table_keys[:60], *(f"NEW{i}" for i in range(40))]
+    create_source_table(pg, "src_shrunk", [(v, None, None, None) for v in source])
+    seed_table(ddb, new_table, table_keys)
+    before = items_by_key(ddb, new_table)
+    code, output, report = run_job(
+        "sync", job_conf, "--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
+        "--set", "source.query=select product_id from src_shrunk",
+    )
+    assert code == 3, output
+    assert "40 of the 100 keys" in report["error"] and "max_delete_fraction 0.1" in report["error"]
+    assert items_by_key(ddb, new_table) == before  # not even the 40 new ids were put
+    assert "written" not in report["counts"]
+
+
+@integration
+def test_a_run_killed_mid_write_converges_when_run_again(stack, pg, ddb, new_table, job_conf, tmp_path):
+    source = [f"R{i:05d}" for i in range(3000)]
+    cur = pg.cursor()
+    cur.execute("drop table if exists src_kill")
+    cur.execute("create table src_kill as select 'R' || lpad(i::text, 5, '0') as product_id "
+                "from generate_series(0, 2999) as i")
+    stale = [f"OLD{i}" for i in range(15)]
+    seed_table(ddb, new_table, [*source[:200], *stale])
+    args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
+            "--set", "source.query=select product_id from src_kill"]
+
+    log_path = tmp_path / "killed.log"
+    proc = start_job("sync", job_conf, *args, "--set", "dynamodb.write_rate=100", log_path=log_path)
+    try:
+        deadline = time.monotonic() + 240
+        while ddb.scan(TableName=new_table, Select="COUNT")["Count"] < 215 + 150:
+            assert proc.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.5)
+        assert "writing to" in log_path.read_text()
+    finally:
+        kill_job(proc)
+    partial = {item["product_id"]["S"] for item in scan_items(ddb, new_table)}
+    assert set(stale) <= partial and len(partial) < len(source) + len(stale)  # stopped mid-write
+
+    code, output, report = run_job("sync", job_conf, *args)
+    assert code == 0, output
+    items = items_by_key(ddb, new_table)
+    assert set(items) == set(source)
+    assert {item["run_id"]["S"] for item in items.values()} == {report["run_id"]}
+    assert report["counts"]["deleted"] == len(stale)
+    assert_password_nowhere(stack.pg_password, output + log_path.read_text(), Path(job_conf).parent)

@@ -1,6 +1,7 @@
 """What both jobs share: their command line, run ids, outcomes and run reports."""
 import argparse
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -9,6 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from idstore import io
 from idstore.config import Config
+from idstore.source.credentials import REDACTED, RedactingFilter, scrub
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +28,23 @@ class RunFailed(RuntimeError):
 
 def job_parser(job: str, description: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=job, description=description)
-    parser.add_argument("--conf", metavar="FILE", help="TOML config, a local path or s3://bucket/key; layered over conf/base.toml")
+    parser.add_argument(
+        "--conf", metavar="FILE", help="TOML config, a local path or s3://bucket/key; layered over conf/base.toml",
+    )
     parser.add_argument(
         "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
         help="override one config key (repeatable); the value is read as the key's type",
     )
     parser.add_argument("--run-id", help="id of this run in reports and snapshots (default: a new UTC timestamp id)")
     parser.add_argument("--dry-run", action="store_true", help="read and validate, print the plan, write nothing")
-    parser.add_argument("--force", action="store_true", help="mirror mode: delete even past dynamodb.max_delete_fraction or with an empty source")
-    parser.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD", help="filter: first day to read (inclusive)")
-    parser.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD", help="filter: last day to read (inclusive)")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="mirror mode: delete even past dynamodb.max_delete_fraction or with an empty source",
+    )
+    parser.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="filter: first day to read (inclusive)")
+    parser.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                        help="filter: last day to read (inclusive)")
     parser.add_argument(
         "--ids", choices=("snapshot", "dynamodb", "source"), default="snapshot",
         help="filter: where the id set comes from (default: the latest complete sync snapshot)",
@@ -55,6 +64,31 @@ def configure_logging(verbose: bool = False) -> None:
     )
     logging.getLogger("py4j").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+# Spark's own spark.redaction.regex default, for [spark] settings copied into reports
+_SECRET_SETTING = re.compile(r"(?i)secret|password|token|credential")
+
+
+def redacted_config(config: Config) -> Dict[str, Any]:
+    """The config for a report: [spark] values whose names look secret are masked."""
+    data = config.redacted()
+    data["spark"] = {k: REDACTED if _SECRET_SETTING.search(k) else v for k, v in data.get("spark", {}).items()}
+    return data
+
+
+def scrubbed(data: Any) -> Any:
+    """`data` (JSON-like) with every password idstore looked up replaced."""
+    if isinstance(data, str):
+        return scrub(data)
+    if isinstance(data, dict):
+        return {key: scrubbed(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [scrubbed(value) for value in data]
+    return data
 
 
 @dataclass
@@ -89,7 +123,9 @@ class RunReport:
         if self.error:
             lines.append(f"  error: {self.error}")
         lines += [f"  {name}: {_fmt(value)}" for name, value in self.counts.items()]
-        lines += [f"  {name}: {_fmt(value)}" for name, value in self.details.items() if not isinstance(value, (dict, list))]
+        lines += [
+            f"  {name}: {_fmt(value)}" for name, value in self.details.items() if not isinstance(value, (dict, list))
+        ]
         lines.append("  seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.durations_s.items()))
         return lines
 
@@ -118,7 +154,7 @@ def write_report(config: Config, report: RunReport) -> Optional[str]:
     if not config.report.path:
         return None
     target = io.join(config.report.path, report.job, f"run_id={report.run_id}.json")
-    io.write_json(target, report.as_dict(), config.aws.endpoint_url, config.aws.region)
+    io.write_json(target, scrubbed(report.as_dict()), config.aws.endpoint_url, config.aws.region)
     return target
 
 

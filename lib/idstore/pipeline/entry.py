@@ -9,8 +9,19 @@ from typing import Optional, Sequence
 
 from idstore.config import ConfigError, load_config
 from idstore.pipeline.common import (
-    FAILED, OK, REFUSED, USAGE, RunRefused, RunReport, configure_logging, job_parser,
-    new_run_id, parse_args, write_report,
+    FAILED,
+    OK,
+    REFUSED,
+    USAGE,
+    RunRefused,
+    RunReport,
+    configure_logging,
+    job_parser,
+    new_run_id,
+    parse_args,
+    redacted_config,
+    scrubbed,
+    write_report,
 )
 
 log = logging.getLogger(__name__)
@@ -29,7 +40,7 @@ def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str
     except ConfigError as exc:
         print(f"idstore {job}: config error: {exc}", file=sys.stderr)
         return USAGE
-    report = RunReport(job=job, run_id=args.run_id or new_run_id(), config=config.redacted())
+    report = RunReport(job=job, run_id=args.run_id or new_run_id(), config=redacted_config(config))
 
     from idstore.spark import build_session
 
@@ -74,7 +85,7 @@ def _publish(config, report: RunReport) -> None:
     lines = report.summary_lines()
     if where:
         lines.append(f"  report: {where}")
-    print("\n".join(lines), flush=True)
+    print("\n".join(scrubbed(lines)), flush=True)
 
 
 def _short(exc: BaseException) -> str:

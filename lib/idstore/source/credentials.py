@@ -1,12 +1,23 @@
-"""Source credentials from Secrets Manager or a named env var; never from config or URLs."""
+"""Source credentials from Secrets Manager or a named env var; never from config or URLs.
+
+Every password looked up here is remembered so that logs, reports and the summary can
+scrub it (`scrub`, `RedactingFilter`), whatever library puts it into a message.
+"""
 import json
+import logging
 import re
+import threading
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Mapping, Set
 
 from idstore.config import AwsConfig, ConfigError, SourceConfig
 
 _URL_PASSWORD = re.compile(r"(?i)([?;&]password=)|(//[^/@:]+:[^/@]+@)")
+REDACTED = "*********(redacted)"
+
+# Process-wide on purpose: a log record or an exception text can come from anywhere.
+_KNOWN_SECRETS: Set[str] = set()
+_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -26,31 +37,85 @@ def uses_iam(url: str) -> bool:
 def resolve_credentials(source: SourceConfig, aws: AwsConfig, environ: Mapping[str, str]) -> Credentials:
     """The user and password for `source`; the only place a password is looked up."""
     if uses_iam(source.url):
-        # the driver fetches temporary credentials from the cluster's IAM role
+        # the driver fetches temporary credentials for DbUser from the cluster's IAM role
         return Credentials(user=source.user)
+    if source.secret_id and source.password_env:
+        raise ConfigError("source.secret_id and source.password_env are both set; keep one")
     if source.secret_id:
-        return _from_secret(source.secret_id, aws)
-    if source.password_env:
+        credentials = _from_secret(source.secret_id, aws)
+    elif source.password_env:
         if source.password_env not in environ:
             raise ConfigError(
                 f"source.password_env: environment variable {source.password_env} is not set"
             )
-        return Credentials(user=source.user, password=environ[source.password_env])
-    raise ConfigError(
-        "source: no credentials; set source.secret_id, source.password_env, or use a jdbc:redshift:iam:// URL"
-    )
+        credentials = Credentials(user=source.user, password=environ[source.password_env])
+    else:
+        raise ConfigError(
+            "source: no credentials; set source.secret_id, source.password_env, or use a jdbc:redshift:iam:// URL"
+        )
+    remember_secret(credentials.password)
+    return credentials
 
 
 def _from_secret(secret_id: str, aws: AwsConfig) -> Credentials:
     import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
 
     client = boto3.client(
         "secretsmanager", region_name=aws.region, endpoint_url=aws.endpoint_url or None
     )
     try:
-        payload = json.loads(client.get_secret_value(SecretId=secret_id)["SecretString"])
-        return Credentials(user=payload["username"], password=payload["password"])
+        text = client.get_secret_value(SecretId=secret_id)["SecretString"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "error")
+        raise ConfigError(f"source.secret_id: cannot read secret {secret_id!r}: {code}") from None
+    except (BotoCoreError, KeyError) as exc:
+        raise ConfigError(f"source.secret_id: cannot read secret {secret_id!r}: {type(exc).__name__}") from None
+    try:
+        payload = json.loads(text)
+        user, password = payload["username"], payload["password"]
     except (KeyError, ValueError, TypeError):
+        # never echo the payload: it may be the password itself
         raise ConfigError(
             f"source.secret_id: secret {secret_id!r} is not JSON with 'username' and 'password'"
         ) from None
+    if not isinstance(user, str) or not isinstance(password, str) or not password:
+        raise ConfigError(
+            f"source.secret_id: secret {secret_id!r} needs a string 'username' and a non-empty 'password'"
+        )
+    return Credentials(user=user, password=password)
+
+
+def remember_secret(value: str) -> None:
+    """Scrub `value` from every log record and report from now on."""
+    if value:
+        with _LOCK:
+            _KNOWN_SECRETS.add(value)
+            _KNOWN_SECRETS.add(json.dumps(value)[1:-1])  # as it appears inside JSON
+
+
+def scrub(text: str) -> str:
+    """`text` with every remembered secret replaced."""
+    with _LOCK:
+        secrets = sorted(_KNOWN_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+class RedactingFilter(logging.Filter):
+    """A handler filter that scrubs remembered secrets from messages and tracebacks."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _KNOWN_SECRETS:
+            return True
+        message = record.getMessage()
+        cleaned = scrub(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True

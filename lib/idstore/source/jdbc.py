@@ -9,7 +9,7 @@ from typing import Dict, List
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import ConfigError, SourceConfig
-from idstore.source.credentials import Credentials
+from idstore.source.credentials import Credentials, uses_iam
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +52,10 @@ def jdbc_properties(source: SourceConfig, credentials: Credentials) -> Dict[str,
         props["password"] = credentials.password
     if kind == "redshift":
         props["ssl"] = "true" if source.ssl else "false"
-        # the driver's 1 GB ring buffer would otherwise override fetchsize
-        props["enableFetchRingBuffer"] = "false"
+        # on, the driver's 1 GB ring buffer makes fetchsize ineffective
+        props["enableFetchRingBuffer"] = "true" if source.fetch_ring_buffer else "false"
+        if uses_iam(source.url) and credentials.user:
+            props["DbUser"] = credentials.user  # the database user the IAM identity signs in as
     return props
 
 
@@ -77,6 +79,11 @@ def unload_options(source: SourceConfig, credentials: Credentials) -> Dict[str, 
     return options
 
 
+def subquery(query: str) -> str:
+    """The query as a derived table; a trailing ';' would end the statement early."""
+    return f"({query.strip().rstrip(';').rstrip()}) AS idstore_source"
+
+
 def read_source(spark: SparkSession, source: SourceConfig, credentials: Credentials) -> DataFrame:
     """The source query's rows, in `source.partitions` parallel reads."""
     if not source.query:
@@ -88,7 +95,7 @@ def read_source(spark: SparkSession, source: SourceConfig, credentials: Credenti
     log.info("reading the source in %d hash partitions (%s)", len(predicates), dialect(source.url))
     return spark.read.jdbc(
         url=source.url,
-        table=f"({source.query}) AS idstore_source",
+        table=subquery(source.query),
         predicates=predicates,
         properties=jdbc_properties(source, credentials),
     )

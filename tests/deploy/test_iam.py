@@ -82,6 +82,17 @@ def test_what_the_config_leaves_out_is_not_granted(make_config):
     assert "*" not in {r for s in statements_of(policy) for r in as_list(s["Resource"])}
 
 
+def test_output_key_is_granted_by_id_and_an_alias_only_through_its_condition(make_config):
+    config = make_config(["output.sse_kms_key_id=1111aaaa-22bb-33cc-44dd-555555eeeeee"])
+    [keys] = [s for s in statements_of(iam.job_policy(config)) if s["Sid"] == "Keys"]
+    assert keys["Resource"] == sorted([config.deploy.kms_key_arn,
+                                       f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"])
+    config = make_config(["output.sse_kms_key_id=alias/idstore-output", "deploy.kms_key_arn="])
+    [by_alias] = [s for s in statements_of(iam.job_policy(config)) if s["Sid"] == "KeysByAlias"]
+    assert by_alias["Resource"] == f"arn:aws:kms:us-east-1:{ACCOUNT}:key/*"
+    assert by_alias["Condition"] == {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/idstore-output"]}}
+
+
 def test_redshift_iam_authentication_gets_credentials_for_its_user_only(make_config):
     config = make_config([
         "source.url=jdbc:redshift:iam://analytics.abc123.us-east-1.redshift.amazonaws.com:5439/dev",

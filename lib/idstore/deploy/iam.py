@@ -87,15 +87,38 @@ def job_statements(config: Config, version: Optional[str] = None) -> List[Dict[s
         statements.append({"Sid": "SourceSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                            "Resource": secret_arn(config)})
     statements += _redshift_iam_statements(config)
-    if config.deploy.kms_key_arn:
-        statements.append({"Sid": "Key", "Effect": "Allow", "Action": list(KMS_ACTIONS),
-                           "Resource": config.deploy.kms_key_arn})
+    statements += _kms_statements(config)
     if config.cloudwatch.enabled:
         statements.append({
             "Sid": "RunMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
             "Resource": "*",  # PutMetricData has no resource type; the condition holds it to one namespace
             "Condition": {"StringEquals": {"cloudwatch:namespace": config.cloudwatch.namespace}},
         })
+    return statements
+
+
+def _kms_statements(config: Config) -> List[Dict[str, Any]]:
+    """The keys of the secret, the artifacts and the output (deploy.kms_key_arn, output.sse_kms_key_id)."""
+    region, account = config.aws.region, _account(config)
+    keys, aliases = [], []
+    for key in (config.deploy.kms_key_arn, config.output.sse_kms_key_id):
+        if not key:
+            continue
+        if key.startswith("alias/"):
+            aliases.append(key)
+        elif key.startswith("arn:") and ":alias/" in key:
+            aliases.append("alias/" + key.split(":alias/", 1)[1])
+        else:
+            keys.append(key if key.startswith("arn:") else arn("kms", region, account, f"key/{key}"))
+    statements: List[Dict[str, Any]] = []
+    if keys:
+        statements.append({"Sid": "Keys", "Effect": "Allow", "Action": list(KMS_ACTIONS),
+                           "Resource": sorted(set(keys))})
+    if aliases:
+        # a key named by alias: any key of the account, held to that alias by the condition
+        statements.append({"Sid": "KeysByAlias", "Effect": "Allow", "Action": list(KMS_ACTIONS),
+                           "Resource": arn("kms", region, account, "key/*"),
+                           "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(set(aliases))}}})
     return statements
 
 

@@ -4,7 +4,13 @@ import json
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from idstore.events.filter import choose_join, keep_events_in_set, with_status
+from idstore.events.filter import (
+    choose_join,
+    estimated_broadcast_bytes,
+    keep_events_in_set,
+    normalised_key,
+    with_status,
+)
 
 EVENTS = [
     ("e1", "A", "2024-05-01"),
@@ -37,16 +43,41 @@ def test_semi_join_never_duplicates_events_for_duplicate_ids(spark):
     assert sorted(r.id for r in out.collect()) == ["e1", "e3"]
 
 
+def _plan(df):
+    return df._jdf.queryExecution().executedPlan().toString()
+
+
 def test_broadcast_plan_below_the_ceiling_and_sort_merge_above(spark):
     ids = spark.createDataFrame([(i,) for i in IDS], "product_id string")
-    broadcast, _ = choose_join(len(IDS), max_rows=10)
-    plan = keep_events_in_set(_events(spark), F.col("detail.productId"), ids, "product_id", broadcast)
-    text = plan._jdf.queryExecution().executedPlan().toString()
-    assert "BroadcastHashJoin" in text and "LeftSemi" in text
-    broadcast, why = choose_join(len(IDS), max_rows=2)
-    assert not broadcast and "sort-merge" in why
-    plan = keep_events_in_set(_events(spark), F.col("detail.productId"), ids, "product_id", broadcast)
-    assert "SortMergeJoin" in plan._jdf.queryExecution().executedPlan().toString()
+    choice = choose_join(len(IDS), max_rows=10)
+    plan = _plan(keep_events_in_set(_events(spark), F.col("detail.productId"), ids, "product_id", choice.broadcast))
+    assert "BroadcastHashJoin" in plan and "LeftSemi" in plan and "SortMergeJoin" not in plan
+    choice = choose_join(len(IDS), max_rows=2)
+    assert not choice.broadcast and "sort-merge" in choice.why and "broadcast_max_rows" in choice.why
+    plan = _plan(keep_events_in_set(_events(spark), F.col("detail.productId"), ids, "product_id", choice.broadcast))
+    assert "SortMergeJoin" in plan and "LeftSemi" in plan and "BroadcastHashJoin" not in plan
+
+
+def test_the_byte_ceiling_alone_turns_the_broadcast_into_a_sort_merge_join(spark):
+    # 1M ten-character ids: about 10 MB of keys, ~100 MB as a broadcast hash table
+    assert 90 * 2**20 < estimated_broadcast_bytes(1_000_000, 10_000_000) < 120 * 2**20
+    assert choose_join(1_000_000, max_rows=20_000_000, id_bytes=10_000_000, max_bytes=2**30).broadcast
+    choice = choose_join(1_000_000, max_rows=20_000_000, id_bytes=10_000_000, max_bytes=50 * 2**20)
+    assert not choice.broadcast and "broadcast_max_bytes" in choice.why
+    assert choose_join(1_000_000, max_rows=20_000_000, id_bytes=10_000_000, max_bytes=0).broadcast  # 0: no ceiling
+    ids = spark.createDataFrame([(i,) for i in IDS], "product_id string")
+    choice = choose_join(len(IDS), max_rows=10, id_bytes=3, max_bytes=100)
+    plan = _plan(keep_events_in_set(_events(spark), F.col("detail.productId"), ids, "product_id", choice.broadcast))
+    assert "SortMergeJoin" in plan
+
+
+def test_the_event_key_is_normalised_like_the_synced_ids(spark):
+    events = spark.createDataFrame([("e1", " a1 "), ("e2", "A1"), ("e3", "b")], "id string, pid string")
+    ids = spark.createDataFrame([("a1",)], "product_id string")
+    key = normalised_key(F.col("pid"), trim=True, case="lower")
+    out = keep_events_in_set(events, key, ids, "product_id", broadcast=True)
+    assert sorted(r.id for r in out.collect()) == ["e1", "e2"]
+    assert out.columns == ["id", "pid"]
 
 
 def test_status_tags_malformed_and_missing_ids(spark):

@@ -1,9 +1,10 @@
 """Keeping the events whose id is in the set: a left-semi join, broadcast while the set fits.
 
-Never a Python UDF: the lookup stays in the JVM and the events are never shuffled.
+Never a Python UDF: the lookup stays in the JVM and, under the ceiling, the events are
+never shuffled. Over the ceiling (rows or estimated bytes) a sort-merge join shuffles them.
 """
 import logging
-from typing import Tuple
+from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -14,10 +15,13 @@ log = logging.getLogger(__name__)
 
 JOIN_KEY = "_idstore_event_id"
 STATUS = "_idstore_status"  # ok | malformed | missing_id
+# Spark's broadcast hash table of short string keys costs about 100 bytes a key on top of
+# the key itself (BytesToBytesMap entry, key and value UnsafeRows, pointers).
+HASH_TABLE_BYTES_PER_KEY = 96
 
 
 def with_status(event_id: Column):
-    """Transform: tag each event ok, malformed (unparseable line) or missing_id."""
+    """Transform: tag each event ok, malformed (unparseable or off-schema line) or missing_id."""
 
     def transform(df: DataFrame) -> DataFrame:
         status = F.when(F.lit(False), F.lit(None))
@@ -29,19 +33,53 @@ def with_status(event_id: Column):
     return transform
 
 
-def keep_events_in_set(events: DataFrame, event_id: Column, ids: DataFrame, id_col: str, broadcast: bool) -> DataFrame:
-    """The events whose `event_id` is in `ids[id_col]`; columns of `events` unchanged."""
+def normalised_key(value: Column, trim: bool = False, case: str = "keep") -> Column:
+    """An event's id as the sync stored it: string, optionally trimmed and case-folded."""
+    value = value.cast("string")
+    if trim:
+        value = F.trim(value)
+    if case == "lower":
+        value = F.lower(value)
+    elif case == "upper":
+        value = F.upper(value)
+    return value
+
+
+def keep_events_in_set(events: DataFrame, event_key: Column, ids: DataFrame, id_col: str, broadcast: bool) -> DataFrame:
+    """The events whose `event_key` is in `ids[id_col]`; columns of `events` unchanged.
+
+    A left-semi join never duplicates an event, whatever duplicates the id set holds.
+    """
     keys = ids.select(F.col(id_col).cast("string").alias(JOIN_KEY))
     keys = F.broadcast(keys) if broadcast else keys.hint("shuffle_merge")
-    keyed = events.withColumn(JOIN_KEY, event_id.cast("string"))
+    keyed = events.withColumn(JOIN_KEY, event_key)
     return keyed.join(keys, on=JOIN_KEY, how="left_semi").drop(JOIN_KEY)
 
 
-def choose_join(id_count: int, max_rows: int) -> Tuple[bool, str]:
-    """(broadcast?, why): a broadcast while the set fits, else a sort-merge join."""
-    if id_count <= max_rows:
-        return True, f"broadcast left-semi join: {id_count} ids <= events.broadcast_max_rows {max_rows}"
-    return False, (
-        f"sort-merge left-semi join: {id_count} ids > events.broadcast_max_rows {max_rows}; "
-        "the events will be shuffled"
-    )
+@dataclass(frozen=True)
+class JoinChoice:
+    broadcast: bool
+    ids: int
+    estimated_bytes: int
+    why: str
+
+
+def estimated_broadcast_bytes(id_count: int, id_bytes: int) -> int:
+    """Driver and executor memory the broadcast hash table will take, roughly."""
+    return int(id_bytes + id_count * HASH_TABLE_BYTES_PER_KEY)
+
+
+def choose_join(id_count: int, max_rows: int, id_bytes: int = 0, max_bytes: int = 0) -> JoinChoice:
+    """Broadcast while the set is within both ceilings (rows; estimated bytes, 0 = none), else sort-merge."""
+    size = estimated_broadcast_bytes(id_count, id_bytes)
+    mib = f"{size / 2**20:,.1f} MiB"
+    if id_count > max_rows:
+        why = (f"sort-merge left-semi join: {id_count:,} ids > events.broadcast_max_rows {max_rows:,}; "
+               "the events will be shuffled")
+        return JoinChoice(False, id_count, size, why)
+    if max_bytes and size > max_bytes:
+        why = (f"sort-merge left-semi join: {id_count:,} ids, an estimated {mib} hash table > "
+               f"events.broadcast_max_bytes {max_bytes:,}; the events will be shuffled")
+        return JoinChoice(False, id_count, size, why)
+    why = f"broadcast left-semi join: {id_count:,} ids (estimated {mib}) within events.broadcast_max_rows/_bytes"
+    return JoinChoice(True, id_count, size, why)

@@ -1,13 +1,13 @@
 """Reading an event archive: explicit schema, only the dt= folders asked for, bad lines kept.
 
-Listing goes through Hadoop's FileSystem, so the same code lists s3:// on EMR (EMRFS)
-and a local folder here.
+Listing goes through Hadoop's FileSystem with the session's Hadoop configuration, so the
+same code lists s3:// on EMR (EMRFS or S3A) and a local folder here.
 """
 import logging
 from datetime import date
-from typing import List, Optional
+from typing import List, Optional, Sequence, Tuple
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -18,16 +18,45 @@ log = logging.getLogger(__name__)
 CORRUPT = "_corrupt_record"
 
 
+def hadoop_fs(spark: SparkSession, path: str):
+    jvm = spark.sparkContext._jvm
+    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
+    # the session's Hadoop conf: it carries settings made with spark.conf.set (e.g. encryption)
+    conf = spark._jsparkSession.sessionState().newHadoopConf()
+    return hadoop_path, hadoop_path.getFileSystem(conf)
+
+
+def _is_hidden(name: str) -> bool:
+    """Names Spark's own file listing skips: _SUCCESS, .crc files, _temporary, ..."""
+    return name.startswith(("_", "."))
+
+
 def list_partitions(spark: SparkSession, root: str, column: str) -> List[str]:
     """The values of `column=value` folders directly under `root`, sorted."""
-    jvm = spark.sparkContext._jvm
-    path = jvm.org.apache.hadoop.fs.Path(root)
-    fs = path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())
+    path, fs = hadoop_fs(spark, root)
     if not fs.exists(path):
         raise ConfigError(f"events.path: {root} does not exist")
     prefix = column + "="
     names = [status.getPath().getName() for status in fs.listStatus(path) if status.isDirectory()]
     return sorted(name[len(prefix):] for name in names if name.startswith(prefix))
+
+
+def list_files(spark: SparkSession, folders: Sequence[str]) -> List[Tuple[str, int]]:
+    """(path, bytes) of every visible file under `folders`, recursively, as Spark names them."""
+    found = []
+    for folder in folders:
+        path, fs = hadoop_fs(spark, folder)
+        if not fs.exists(path):
+            continue
+        files = fs.listFiles(path, True)
+        while files.hasNext():
+            status = files.next()
+            file_path = status.getPath()
+            relative = str(file_path.toUri().getPath())[len(str(path.toUri().getPath())):]
+            if any(_is_hidden(part) for part in relative.split("/") if part):
+                continue
+            found.append((str(file_path), int(status.getLen())))
+    return sorted(found)
 
 
 def days_in_range(days: List[str], start: Optional[date], end: Optional[date]) -> List[str]:
@@ -44,24 +73,47 @@ def days_in_range(days: List[str], start: Optional[date], end: Optional[date]) -
     return chosen
 
 
+def day_folders(cfg: EventsConfig, days: Sequence[str]) -> List[str]:
+    root = cfg.path.rstrip("/")
+    return [f"{root}/{cfg.date_partition}={day}" for day in days]
+
+
 def event_schema(cfg: EventsConfig) -> T.StructType:
+    """The configured DDL as a struct; the id field must be in it."""
     try:
         schema = T._parse_datatype_string(cfg.schema)
     except Exception as exc:  # noqa: BLE001 - Spark raises several kinds for bad DDL
         raise ConfigError(f"events.schema: not a valid Spark DDL schema: {exc}") from None
     if not isinstance(schema, T.StructType):
         raise ConfigError("events.schema: expected a struct of fields")
+    _check_id_field(schema, cfg.id_field)
     return schema
 
 
-def read_events(spark: SparkSession, cfg: EventsConfig, days: List[str]) -> DataFrame:
-    """The events of `days`, with the partition column kept and, for JSON, the raw bad lines."""
+def _check_id_field(schema: T.StructType, id_field: str) -> None:
+    current: T.DataType = schema
+    for part in id_field.split("."):
+        fields = {f.name: f.dataType for f in current.fields} if isinstance(current, T.StructType) else {}
+        if part not in fields:
+            raise ConfigError(f"events.id_field: {id_field!r} is not a field of events.schema")
+        current = fields[part]
+    if isinstance(current, (T.StructType, T.ArrayType, T.MapType)):
+        raise ConfigError(f"events.id_field: {id_field!r} is a {current.simpleString()}, not a scalar")
+
+
+def read_events(
+    spark: SparkSession, cfg: EventsConfig, days: Sequence[str], files: Optional[Sequence[str]] = None
+) -> DataFrame:
+    """The events of `days` (or of just `files` under them), the dt column kept, bad JSON lines kept.
+
+    Only the dt= folders of `days` are listed; `basePath` keeps the partition column.
+    JSON is read PERMISSIVE with `_corrupt_record`, so a bad line becomes a row, not a gap.
+    """
     if not days:
         raise ConfigError(f"events.path: no {cfg.date_partition}= folders in the requested range")
-    root = cfg.path.rstrip("/")
-    paths = [f"{root}/{cfg.date_partition}={day}" for day in days]
     schema = event_schema(cfg)
-    reader = spark.read.option("basePath", root)
+    paths = list(files) if files is not None else day_folders(cfg, days)
+    reader = spark.read.option("basePath", cfg.path.rstrip("/"))
     if cfg.format == "parquet":
         return reader.schema(schema).parquet(*paths)
     with_corrupt = T.StructType(schema.fields + [T.StructField(CORRUPT, T.StringType())])
@@ -73,7 +125,7 @@ def read_events(spark: SparkSession, cfg: EventsConfig, days: List[str]) -> Data
     )
 
 
-def id_column(cfg: EventsConfig):
+def id_column(cfg: EventsConfig) -> Column:
     """The (possibly nested) id field as a column, e.g. detail.productId."""
     parts = cfg.id_field.split(".")
     column = F.col(f"`{parts[0]}`")

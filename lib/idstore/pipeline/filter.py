@@ -1,111 +1,305 @@
-"""The filter job: event archive -> events whose id is in the set -> Parquet by day."""
-import logging
-from datetime import date
-from typing import List, Mapping, Optional
+"""The filter job: event archive -> events whose id is in the set -> Parquet by day.
 
-from pyspark.sql import DataFrame, Observation, SparkSession
+One pass reads the dt= folders in range, tags each event ok | malformed | missing_id,
+keeps the ok events whose id is in the set (broadcast left-semi join), and writes them;
+the counts are observed in that same pass. Bad rows are written to the quarantine in a
+second pass over only the files that hold them.
+"""
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+from pyspark import StorageLevel
+from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from idstore import io
-from idstore.config import Config
-from idstore.events.filter import STATUS, choose_join, keep_events_in_set, with_status
-from idstore.events.reader import CORRUPT, days_in_range, id_column, list_partitions, read_events
-from idstore.pipeline.sync import load_id_set
+from idstore.config import Config, ConfigError
+from idstore.events.filter import STATUS, JoinChoice, choose_join, keep_events_in_set, normalised_key, with_status
+from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
+from idstore.events.output import (
+    apply_hadoop_options,
+    clear_days,
+    describe_days,
+    shaped_for_write,
+    sse_kms_options,
+    write_by_day,
+)
+from idstore.events.reader import (
+    CORRUPT,
+    day_folders,
+    days_in_range,
+    id_column,
+    list_files,
+    list_partitions,
+    read_events,
+)
+from idstore.pipeline.common import RunFailed
 from idstore.snapshot import read_latest_snapshot
 
 log = logging.getLogger(__name__)
 
+REASONS = ("malformed", "missing_id")
+SOURCE_FILE = "_idstore_source_file"
+EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
+EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+
+
+@dataclass
+class PassCounts:
+    """What one filter pass saw, from its observed metrics."""
+
+    read: int
+    malformed: int
+    missing_id: int
+    matched: int
+    read_per_day: Dict[str, int]
+    matched_per_day: Dict[str, int]
+    files_with_bad_rows: List[str] = field(default_factory=list)
+
 
 def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> DataFrame:
+    """The id set as one column named source.id_column: snapshot (default), dynamodb or source."""
     if ids_from == "source":
+        from idstore.pipeline.sync import load_id_set
+
         return load_id_set(spark, config, environ)[1]
     if ids_from == "dynamodb":
         from idstore.dynamodb.scanner import scan_keys
 
-        return scan_keys(spark, config.dynamodb).withColumnRenamed("key", config.source.id_column)
+        keys = scan_keys(spark, config.dynamodb, read_rate=config.dynamodb.read_rate)
+        return keys.withColumnRenamed("key", config.source.id_column)
     return read_latest_snapshot(spark, config)
 
 
-def per_day_counts(prefix: str, dt: str, days: List[str]):
-    return [F.sum(F.when(F.col(dt) == day, 1).otherwise(0)).alias(f"{prefix}{day}") for day in days]
+def id_set_stats(ids: DataFrame, id_col: str) -> Tuple[int, int]:
+    """(ids, UTF-8 bytes of all ids) in one pass."""
+    value = F.col(id_col).cast("string")
+    row = ids.agg(F.count(value).alias("n"), F.sum(F.octet_length(value)).alias("bytes")).first()
+    return int(row["n"]), int(row["bytes"] or 0)
+
+
+def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Column] = None) -> List[Column]:
+    def hit(day: str) -> Column:
+        return F.col(dt) == day if condition is None else (F.col(dt) == day) & condition
+
+    return [F.sum(F.when(hit(day), 1).otherwise(0)).alias(f"{prefix}{day}") for day in days]
+
+
+def _spark_path(spark: SparkSession, uri: str) -> str:
+    """A path as Spark's file index names it, from input_file_name()'s URL-encoded form."""
+    jvm = spark.sparkContext._jvm
+    return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
+
+
+def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
+                  files: Optional[Sequence[str]]) -> DataFrame:
+    """The events of `days` with dt as a string and each event's STATUS."""
+    cfg = config.events
+    return (
+        read_events(spark, cfg, days, files)
+        .withColumn(cfg.date_partition, F.col(cfg.date_partition).cast("string"))
+        .transform(with_status(id_column(cfg)))
+    )
+
+
+def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
+                days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
+    """Read, tag, join, write: one Spark job over the events, counts observed on the way."""
+    cfg, dt = config.events, config.events.date_partition
+    event_id = id_column(cfg)
+    status = F.col(STATUS)
+    read_obs = Observation("idstore_read")
+    events = (
+        tagged_events(spark, config, days, files)
+        # observed metrics take no non-deterministic input directly: name the file in a column
+        .withColumn(SOURCE_FILE, F.input_file_name())
+        .observe(
+            read_obs,
+            F.count(F.lit(1)).alias("read"),
+            F.sum(F.when(status == "malformed", 1).otherwise(0)).alias("malformed"),
+            F.sum(F.when(status == "missing_id", 1).otherwise(0)).alias("missing_id"),
+            F.concat_ws("\n", F.collect_set(F.when(status != "ok", F.col(SOURCE_FILE)))).alias("bad_files"),
+            *_per_day("read_", dt, days),
+        )
+    )
+    good = events.filter(status == "ok").drop(STATUS, SOURCE_FILE, *([CORRUPT] if CORRUPT in events.columns else []))
+    key = normalised_key(event_id, config.validation.trim, config.validation.case)
+    matched_obs = Observation("idstore_matched")
+    matched = (
+        keep_events_in_set(good, key, ids, config.source.id_column, join.broadcast)
+        .transform(shaped_for_write(dt, config.output.files_per_day, event_id, len(days)))
+        # after the shuffle: counted in the result stage, once per partition even on retries
+        .observe(matched_obs, F.count(F.lit(1)).alias("matched"), *_per_day("matched_", dt, days))
+    )
+    write_by_day(matched, config.output.path, dt)
+    seen, kept = read_obs.get, matched_obs.get
+    if "read" not in seen or "matched" not in kept:
+        raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
+    return PassCounts(
+        read=seen["read"],
+        malformed=seen["malformed"] or 0,
+        missing_id=seen["missing_id"] or 0,
+        matched=kept["matched"],
+        read_per_day={day: seen[f"read_{day}"] or 0 for day in days},
+        matched_per_day={day: kept[f"matched_{day}"] or 0 for day in days},
+        files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (seen["bad_files"] or "").split("\n") if uri),
+    )
+
+
+def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: Sequence[str],
+               run_id: str) -> Tuple[str, Dict[str, Dict[str, int]]]:
+    """Write the malformed and id-less events of `files` with a reason, their day and file.
+
+    Returns (where, {day: {reason: count}}). Reads only the files that hold bad rows.
+    """
+    dt = config.events.date_partition
+    target = io.join(config.output.quarantine_path, "filter", f"run_id={run_id}")
+    events = tagged_events(spark, config, days, files)
+    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt)]
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
+    if CORRUPT in events.columns:
+        raw = F.coalesce(F.col(CORRUPT), raw)
+    obs = Observation("idstore_quarantine")
+    counts = [
+        metric for reason in REASONS
+        for metric in _per_day(f"{reason}|", "dt", days, F.col("reason") == reason)
+    ]
+    (
+        events.filter(F.col(STATUS) != "ok")
+        .select(
+            F.col(STATUS).alias("reason"),
+            F.col(dt).alias("dt"),
+            F.input_file_name().alias("source_file"),
+            raw.alias("raw"),
+        )
+        .observe(obs, *counts)
+        .write.mode("overwrite")
+        .json(target)
+    )
+    seen = obs.get
+    per_day = {day: {reason: seen[f"{reason}|{day}"] or 0 for reason in REASONS} for day in days}
+    return target, per_day
+
+
+def _name_files(problems: Mapping[str, str], limit: int = 5) -> str:
+    named = [f"{path} ({problem})" for path, problem in sorted(problems.items())[:limit]]
+    more = len(problems) - limit
+    return ", ".join(named) + (f" and {more} more (all listed in the run report)" if more > 0 else "")
+
+
+def keep_observed_metrics(spark: SparkSession) -> None:
+    """Stop AQE from replacing a stage that yields no rows with an empty relation.
+
+    That rewrite drops the plan's observed metrics with it (Spark 3.5): a day, or a whole
+    run, that keeps no events would lose its read counts.
+    """
+    current = [r for r in (spark.conf.get(EXCLUDED_RULES_KEY, "") or "").split(",") if r]
+    if EMPTY_RELATION_RULE not in current:
+        spark.conf.set(EXCLUDED_RULES_KEY, ",".join([*current, EMPTY_RELATION_RULE]))
 
 
 def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
                start: Optional[date] = None, end: Optional[date] = None, ids_from: str = "snapshot") -> None:
     events_cfg, dt = config.events, config.events.date_partition
+    apply_hadoop_options(spark, sse_kms_options(config.output))
+    keep_observed_metrics(spark)
     days = days_in_range(list_partitions(spark, events_cfg.path, dt), start, end)
+    if not days:
+        raise ConfigError(f"events.path: no {dt}= folders between {start or 'the first'} and {end or 'the last'}")
     report.details["days"] = days
+    report.details["ids_from"] = ids_from
+
     id_col = config.source.id_column
-    ids = load_ids(spark, config, ids_from, environ).select(id_col).cache()
-    id_count = ids.count()
-    broadcast, why = choose_join(id_count, events_cfg.broadcast_max_rows)
-    log.info(why)
+    with report.timed("ids"):
+        ids = load_ids(spark, config, ids_from, environ).select(id_col).persist(StorageLevel.MEMORY_AND_DISK)
+        id_count, id_bytes = id_set_stats(ids, id_col)
+    join = choose_join(id_count, events_cfg.broadcast_max_rows, id_bytes, events_cfg.broadcast_max_bytes)
+    log.info(join.why)
     report.counts["ids"] = id_count
-    report.details["join"] = why
+    report.details["join"] = join.why
 
-    event_id = id_column(events_cfg)
-    tagged = (
-        read_events(spark, events_cfg, days)
-        .withColumn(dt, F.col(dt).cast("string"))
-        .transform(with_status(event_id))
-    )
-    read_obs = Observation("read")
-    events = tagged.observe(
-        read_obs,
-        F.count(F.lit(1)).alias("events_read"),
-        F.sum(F.when(F.col(STATUS) == "malformed", 1).otherwise(0)).alias("malformed"),
-        F.sum(F.when(F.col(STATUS) == "missing_id", 1).otherwise(0)).alias("missing_id"),
-    )
-    good = events.filter(F.col(STATUS) == "ok").drop(STATUS, *([CORRUPT] if CORRUPT in events.columns else []))
-    matched = keep_events_in_set(good, event_id, ids, id_col, broadcast)
-    matched_obs = Observation("matched")
-    matched = matched.observe(matched_obs, F.count(F.lit(1)).alias("matched"), *per_day_counts("matched_", dt, days))
-
+    skipped: Dict[str, str] = {}
+    files: Optional[List[str]] = None
     with report.timed("filter_write"):
-        write_by_day(matched, config, dt)
-    read_counts, matched_counts = read_obs.get, matched_obs.get
+        try:
+            counts = filter_pass(spark, config, ids, join, days)
+        except Exception as exc:  # noqa: BLE001 - re-raised unless a damaged input file explains it
+            if not looks_like_corrupt_file(exc):
+                raise
+            listed = [path for path, _ in list_files(spark, day_folders(events_cfg, days))]
+            skipped = find_corrupt_files(spark, listed)
+            if not skipped:
+                raise
+            report.details["corrupt_files"] = skipped
+            if not events_cfg.skip_corrupt_files:
+                raise RunFailed(
+                    f"corrupt input file(s): {_name_files(skipped)}; replace or remove them, "
+                    "or set events.skip_corrupt_files=true to skip them (they are then reported by name)"
+                ) from None
+            for path, problem in sorted(skipped.items()):
+                log.warning("skipping corrupt input file %s: %s (events.skip_corrupt_files)", path, problem)
+            files = [path for path in listed if path not in skipped]
+            if not files:
+                raise RunFailed(f"every input file in range is corrupt: {_name_files(skipped)}") from None
+            counts = filter_pass(spark, config, ids, join, days, files)
+    ids.unpersist()
+
+    # a day that was read but kept nothing: dynamic overwrite would leave its old output
+    emptied = [day for day in days if counts.read_per_day[day] and not counts.matched_per_day[day]]
+    cleared = clear_days(spark, config.output.path, dt, emptied)
+    unread = [day for day in days if not counts.read_per_day[day]]
+    if unread:
+        log.warning("no events read for %s; their earlier output, if any, is kept", ", ".join(unread))
+
+    bad_per_day: Dict[str, Dict[str, int]] = {}
+    if counts.malformed + counts.missing_id:
+        with report.timed("quarantine"):
+            bad_days = sorted({_day_of(path, dt) for path in counts.files_with_bad_rows} & set(days))
+            where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id)
+        report.details["quarantine"] = where
+    output = describe_days(spark, config.output.path, dt, days)
+
     report.counts.update(
-        events_read=read_counts["events_read"],
-        matched=matched_counts["matched"],
-        malformed=read_counts["malformed"] or 0,
-        missing_id=read_counts["missing_id"] or 0,
+        events_read=counts.read,
+        matched=counts.matched,
+        malformed=counts.malformed,
+        missing_id=counts.missing_id,
+        output_files=sum(d["files"] for d in output.values()),
+        output_bytes=sum(d["bytes"] for d in output.values()),
+        corrupt_files_skipped=len(skipped),
     )
-    report.details["matched_per_day"] = {day: matched_counts[f"matched_{day}"] or 0 for day in days}
-    if report.counts["malformed"] + report.counts["missing_id"]:
-        report.details["quarantine"] = quarantine(tagged, config, report.run_id)
+    report.details["per_day"] = {
+        day: {
+            "read": counts.read_per_day[day],
+            "matched": counts.matched_per_day[day],
+            **{reason: bad_per_day.get(day, {}).get(reason, 0) for reason in REASONS},
+            "output_files": output[day]["files"],
+            "output_bytes": output[day]["bytes"],
+        }
+        for day in days
+    }
+    report.details["output"] = config.output.path
+    if cleared:
+        report.details["cleared_days"] = cleared
+    if unread:
+        report.details["days_without_events"] = unread
+    if skipped:
+        report.details["skipped_files"] = skipped
+    for line in per_day_table(report.details["per_day"]):
+        log.info(line)
 
 
-def write_by_day(df: DataFrame, config: Config, dt: str) -> None:
-    """Parquet by day; dynamic partition overwrite replaces only the days written."""
-    per_day = config.output.files_per_day
-    # only the matched events are shuffled: a few files per day, not tasks x days
-    buckets = [F.col(dt)] if per_day <= 1 else [F.col(dt), (F.rand() * per_day).cast("int")]
-    shaped = df.repartition(*buckets)
-    (
-        shaped.write.mode("overwrite")
-        .option("partitionOverwriteMode", "dynamic")
-        .option("compression", "snappy")
-        .partitionBy(dt)
-        .parquet(config.output.path)
-    )
+def _day_of(path: str, dt: str) -> str:
+    prefix = f"/{dt}="
+    return path[path.rindex(prefix) + len(prefix):].split("/", 1)[0]
 
 
-def quarantine(events: DataFrame, config: Config, run_id: str) -> str:
-    """Write malformed and id-less events with a reason and their file; a second pass, only when needed."""
-    target = io.join(config.output.quarantine_path, "filter", f"run_id={run_id}")
-    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, config.events.date_partition)]
-    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
-    if CORRUPT in events.columns:
-        raw = F.coalesce(F.col(CORRUPT), raw)
-    (
-        events.filter(F.col(STATUS) != "ok")
-        .select(
-            F.col(STATUS).alias("reason"),
-            F.col(config.events.date_partition).alias("dt"),
-            F.input_file_name().alias("source_file"),
-            raw.alias("raw"),
-        )
-        .write.mode("overwrite")
-        .json(target)
-    )
-    return target
+def per_day_table(per_day: Mapping[str, Mapping[str, int]]) -> List[str]:
+    """The per-day counts as aligned text lines for the log."""
+    columns = ("read", "matched", "malformed", "missing_id", "output_files", "output_bytes")
+    lines = ["day         " + " ".join(f"{c:>13}" for c in columns)]
+    for day, values in per_day.items():
+        lines.append(f"{day:<11} " + " ".join(f"{values[c]:>13,}" for c in columns))
+    return lines

@@ -29,7 +29,11 @@ def run_metrics(report) -> List[Dict[str, Any]]:
             ItemsDeleted=counts.get("deleted"),
             ItemsRejected=_sum(counts, "rejected", "writer_rejected"),
             ConsumedWCU=_sum_of(writers, "consumed_wcu"),
-            Throttles=_sum_of(writers, "retries_throttle"),
+            # throttle errors retried and UnprocessedItems re-sent: both are DynamoDB pushing back
+            Throttles=_sum(
+                {k: _sum_of(writers, k) for k in ("retries_throttle", "unprocessed_resent")},
+                "retries_throttle", "unprocessed_resent",
+            ),
         )
     else:
         figures.update(

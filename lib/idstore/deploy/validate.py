@@ -116,9 +116,16 @@ def check_locations(config: Config) -> List[Check]:
 def _check_location(config: Config, key: str, path: str, is_input: bool) -> Check:
     if not io.is_s3(path):
         return _check_local(key, Path(path), is_input)
+    from botocore.exceptions import ClientError
+
     bucket, prefix = io.split_s3(path)
     client = _client("s3", config)
-    client.head_bucket(Bucket=bucket)
+    try:
+        client.head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        reasons = {"404": "does not exist", "NoSuchBucket": "does not exist", "403": "is not accessible (403)"}
+        return Check(key, False, f"{path}: bucket {bucket} {reasons.get(code, f'cannot be reached ({code})')}")
     listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix.rstrip("/") + "/" if prefix else "", MaxKeys=1)
     has_data = listed.get("KeyCount", 0) > 0
     if is_input and not has_data:
@@ -218,6 +225,12 @@ def check_jdbc_source(config: Config, environ: Mapping[str, str]) -> Check:
 
 def _reason(exc: BaseException, *secrets: str) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    java = getattr(exc, "java_exception", None)  # Py4J: the JVM's own message says what went wrong
+    if java is not None:
+        try:
+            text = str(java.toString())
+        except Exception:  # noqa: BLE001 - keep the Python message then
+            pass
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")

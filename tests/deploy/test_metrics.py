@@ -1,0 +1,87 @@
+"""Run figures published to CloudWatch (moto), read back through the CloudWatch API."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from idstore.deploy.metrics import publish_run_metrics, run_metrics
+from idstore.pipeline.common import RunReport
+
+
+def sync_report(outcome="succeeded"):
+    report = RunReport(job="sync", run_id="r1", config={})
+    report.counts.update(source_rows=1010, rejected=7, duplicates=3, distinct_ids=1000, written=998,
+                         writer_rejected=2, deleted=40)
+    report.details["writer"] = {"consumed_wcu": 1000.0, "retries_throttle": 5, "unprocessed_resent": 11}
+    report.details["deleter"] = {"consumed_wcu": 40.0, "retries_throttle": 1, "unprocessed_resent": 0}
+    report.finish(outcome)
+    report.durations_s["total"] = 12.5
+    return report
+
+
+def filter_report():
+    report = RunReport(job="filter", run_id="r2", config={})
+    report.counts.update(ids=1000, events_read=50_000, matched=1_234, malformed=6, missing_id=4)
+    report.finish("succeeded")
+    return report
+
+
+def values(data):
+    return {d["MetricName"]: d["Value"] for d in data}
+
+
+def test_sync_figures_from_the_report():
+    assert values(run_metrics(sync_report())) == {
+        "DurationSeconds": 12.5, "RunsSucceeded": 1.0, "RunsFailed": 0.0,
+        "ItemsPut": 998.0, "ItemsDeleted": 40.0, "ItemsRejected": 9.0,  # 7 by validation + 2 by the writer
+        "ConsumedWCU": 1040.0, "Throttles": 17.0,  # 5 + 1 throttle retries, 11 unprocessed items re-sent
+    }
+
+
+def test_filter_figures_and_failed_runs():
+    assert values(run_metrics(filter_report())) == pytest.approx({
+        "DurationSeconds": filter_report().durations_s["total"], "RunsSucceeded": 1.0, "RunsFailed": 0.0,
+        "EventsRead": 50_000.0, "EventsMatched": 1_234.0, "EventsQuarantined": 10.0,
+    }, abs=1.0)
+    for outcome in ("failed", "refused"):
+        figures = values(run_metrics(sync_report(outcome)))
+        assert (figures["RunsFailed"], figures["RunsSucceeded"]) == (1.0, 0.0)
+
+
+def test_a_run_that_did_not_get_far_publishes_only_what_it_has():
+    report = RunReport(job="sync", run_id="r3", config={})
+    report.finish("failed", "config error")
+    assert set(values(run_metrics(report))) == {"DurationSeconds", "RunsSucceeded", "RunsFailed"}
+
+
+def test_metrics_land_in_the_configured_namespace(make_config, moto_overrides, aws):
+    namespace = "idstore-test-" + datetime.now().strftime("%H%M%S%f")
+    config = make_config([*moto_overrides, f"cloudwatch.namespace={namespace}"])
+    assert publish_run_metrics(config, sync_report()) == 8
+    cloudwatch = aws("cloudwatch")
+    listed = cloudwatch.list_metrics(Namespace=namespace)["Metrics"]
+    assert {m["MetricName"] for m in listed} == set(values(run_metrics(sync_report())))
+    assert all(m["Dimensions"] == [{"Name": "Job", "Value": "sync"}] for m in listed)
+    now = datetime.now(timezone.utc)
+    stats = cloudwatch.get_metric_statistics(
+        Namespace=namespace, MetricName="ItemsPut", Dimensions=[{"Name": "Job", "Value": "sync"}],
+        StartTime=now - timedelta(minutes=5), EndTime=now + timedelta(minutes=5), Period=600, Statistics=["Sum"],
+    )
+    assert [p["Sum"] for p in stats["Datapoints"]] == [998.0]
+
+
+def test_nothing_is_published_when_disabled_or_for_a_dry_run(make_config, moto_overrides):
+    class Refuse:
+        def put_metric_data(self, **kwargs):
+            raise AssertionError("must not be called")
+
+    assert publish_run_metrics(make_config(["cloudwatch.enabled=false"]), sync_report(), client=Refuse()) == 0
+    assert publish_run_metrics(make_config(), sync_report("dry_run"), client=Refuse()) == 0
+
+
+def test_a_cloudwatch_outage_does_not_fail_the_run(make_config, caplog):
+    class Down:
+        def put_metric_data(self, **kwargs):
+            raise ConnectionError("cloudwatch unreachable")
+
+    assert publish_run_metrics(make_config(), sync_report(), client=Down()) == 0
+    assert "could not publish run metrics" in caplog.text

@@ -11,6 +11,18 @@ from .conftest import create_source_table, run_job
 pytestmark = pytest.mark.integration
 
 
+def _output(job_conf):
+    table = pq.read_table(str(job_conf.parent / "data" / "filtered"), columns=["id", "dt"])
+    return sorted(zip(table.column("id").to_pylist(), (str(d) for d in table.column("dt").to_pylist())))
+
+
+def _expected(events_root, wanted, first="0000-00-00", last="9999-99-99"):
+    return sorted(
+        (e["id"], e["time"][:10]) for e in read_event_archive(events_root)
+        if e["detail"]["productId"] in wanted and first <= e["time"][:10] <= last
+    )
+
+
 def test_filter_keeps_exactly_the_events_of_the_id_set(pg, job_conf):
     ids = [f"P{i:06d}" for i in range(400)]
     others = [f"O{i:06d}" for i in range(400)]
@@ -23,13 +35,30 @@ def test_filter_keeps_exactly_the_events_of_the_id_set(pg, job_conf):
         "--from", "2024-05-02", "--to", "2024-05-03",
     )
     assert code == 0, output
-    wanted = set(ids)
-    expected = sorted(
-        (e["id"], e["time"][:10]) for e in read_event_archive(events_root)
-        if e["detail"]["productId"] in wanted and "2024-05-02" <= e["time"][:10] <= "2024-05-03"
-    )
-    table = pq.read_table(str(job_conf.parent / "data" / "filtered"), columns=["id", "dt"])
-    got = sorted(zip(table.column("id").to_pylist(), (str(d) for d in table.column("dt").to_pylist())))
-    assert got == expected
+    expected = _expected(events_root, set(ids), "2024-05-02", "2024-05-03")
+    assert _output(job_conf) == expected
     assert report["counts"]["matched"] == len(expected)
+    assert report["counts"]["events_read"] == 10000
     assert report["details"]["days"] == ["2024-05-02", "2024-05-03"]
+    assert report["details"]["per_day"]["2024-05-02"]["read"] == 5000
+    assert "broadcast left-semi join" in report["details"]["join"]
+    # the human summary, as the step's log shows it
+    assert "idstore filter run" in output and "SUCCEEDED" in output and f"matched: {len(expected):,}" in output
+
+
+def test_filter_with_the_id_set_from_a_dynamodb_scan(job_conf, ddb, new_table):
+    ids = [f"D{i:06d}" for i in range(1500)]
+    others = [f"X{i:06d}" for i in range(500)]
+    for start in range(0, len(ids), 25):
+        ddb.batch_write_item(RequestItems={new_table: [
+            {"PutRequest": {"Item": {"product_id": {"S": v}}}} for v in ids[start:start + 25]
+        ]})
+    events_root = job_conf.parent / "data" / "failure-events"
+    write_event_archive(events_root, date(2024, 6, 1), 2, 8000, ids, others, 0.4, seed=4, files_per_day=2)
+    code, output, report = run_job("filter", job_conf, "--ids", "dynamodb", "--set", f"dynamodb.table={new_table}")
+    assert code == 0, output
+    expected = _expected(events_root, set(ids))
+    assert _output(job_conf) == expected
+    assert report["counts"]["ids"] == len(ids)
+    assert report["details"]["ids_from"] == "dynamodb"
+    assert report["counts"]["matched"] == len(expected)

@@ -395,3 +395,9 @@ def test_minimal_template_with_own_roles_is_cfn_lint_clean(make_config, tmp_path
     create = template["Resources"]["StateMachine"]["Properties"]["Definition"]["States"]["CreateCluster"]
     assert (create["Parameters"]["ServiceRole"], create["Parameters"]["JobFlowRole"]) == (
         "EMR_DefaultRole_V2", "EMR_EC2_DefaultRole")
+
+
+def test_the_production_example_renders(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "conf" / "prod.example.toml"
+    assert cli.main(["render", "--conf", str(example), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "state-machine.json").is_file()

@@ -211,6 +211,7 @@ def resolve_for_target(wheel: Path, target: Target, dest: Path, constraints: Opt
         args = ["download", "--no-deps", "--dest", str(round_dir), *target.pip_args()]
         if constraints:
             args += ["--constraint", str(constraints)]
+        log.info("CPython %s: resolving %d requirement(s), round %d", target.name, len(requirements) + 1, round_no + 1)
         run_pip([*args, str(wheel), *requirements], f"download the runtime dependencies for CPython {target.name}")
         wheels = {_project(path.name): path for path in sorted(round_dir.glob("*.whl"))}
         extras = _requested_extras(requirements)
@@ -344,7 +345,7 @@ def run_pip(args: Iterable[str], what: str, isolated: bool = False) -> None:
         env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
         env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
-    log.info("%s: %s", what, " ".join(command))
+    log.debug("%s: %s", what, " ".join(command))
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         raise PackageError(f"could not {what} (pip exit {result.returncode}):\n{result.stderr[-3000:]}")

@@ -376,3 +376,27 @@ def test_a_run_killed_mid_write_converges_when_run_again(stack, pg, ddb, new_tab
     assert {item["run_id"]["S"] for item in items.values()} == {report["run_id"]}
     assert report["counts"]["deleted"] == len(stale)
     assert_password_nowhere(stack.pg_password, output + log_path.read_text(), Path(job_conf).parent)
+
+
+def test_reports_go_to_s3_through_boto3_and_never_hold_a_looked_up_password(monkeypatch):
+    from moto import mock_aws
+
+    from idstore.pipeline.common import write_report
+    from idstore.source.credentials import remember_secret
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    remember_secret("pw-in-a-driver-error")
+    with mock_aws():
+        import boto3
+
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="reports")
+        config = load_config(None, ["report.path=s3://reports/idstore/"])
+        report = RunReport(job="sync", run_id="r1", config=redacted_config(config))
+        report.finish("failed", "JDBC said: login pw-in-a-driver-error refused")
+        assert write_report(config, report) == "s3://reports/idstore/sync/run_id=r1.json"
+        body = s3.get_object(Bucket="reports", Key="idstore/sync/run_id=r1.json")["Body"].read().decode()
+    data = json.loads(body)
+    assert data["outcome"] == "failed" and data["run_id"] == "r1"
+    assert "pw-in-a-driver-error" not in body and REDACTED in data["error"]

@@ -71,4 +71,5 @@ def test_the_spark_read_is_the_plain_query_row_for_row(spark, source_stack, sour
     per_partition = Counter(r.p for r in rows)
     for i, predicate in enumerate(hash_predicates(source_stack.jdbc_url, "product_id", 5)):
         assert per_partition.get(i, 0) == plain_rows(source_pg, f"select count(*) from {derived} where {predicate}")[0]
+    assert all(per_partition.get(i, 0) > 0 for i in range(5))  # the hash spreads the ids
     assert sum(r.product_id is None for r in rows) == 3

@@ -50,3 +50,11 @@ def test_numeric_ids_become_strings(spark):
     out = df.transform(normalise_ids("product_id"))
     assert out.schema["product_id"].dataType.simpleString() == "string"
     assert sorted(r.product_id for r in out.collect()) == ["1", "20"]
+
+
+def test_normalisation_runs_before_validation_so_trimmed_ids_collapse_or_are_rejected(spark):
+    df = spark.createDataFrame([(" a ",), ("a",), ("   ",), ("A",)], "product_id string")
+    normalised = df.transform(normalise_ids("product_id", trim=True, case="upper"))
+    valid, rejected = split_valid_ids(normalised, "product_id")
+    assert [r.product_id for r in distinct_ids(valid, "product_id").collect()] == ["A"]
+    assert [(r.product_id, r.reason) for r in rejected.collect()] == [("", "empty")]

@@ -268,10 +268,7 @@ def _sync(spark, config: Config, report: RunReport, environ, dry_run, force, con
         report.details["writer"] = stats
     else:
         stats = _no_stats()
-    report.counts.update(
-        written=int(stats["written"]),
-        writer_rejected=int(stats["rejected_key_too_long"] + stats["rejected_item_too_large"]),
-    )
+    report.counts.update(written=int(stats["written"]), writer_rejected=writer_rejected(stats))
     reconcile(report.counts, stats)
 
     deleted: Dict[str, float] = _no_stats()
@@ -327,16 +324,20 @@ def _record_rates(report: RunReport, puts: Mapping[str, float], deletes: Mapping
 def reconcile(counts: Mapping[str, int], stats: Mapping[str, float]) -> None:
     """written + rejected + duplicates must account for every source row, or the run fails."""
     accounted = (
-        stats["written"] + stats["rejected_key_too_long"] + stats["rejected_item_too_large"]
-        + stats["duplicates"] + counts["rejected"] + counts["duplicates"]
+        stats["written"] + writer_rejected(stats) + stats["duplicates"] + counts["rejected"] + counts["duplicates"]
     )
     if accounted != counts["source_rows"]:
-        rejected = counts["rejected"] + int(stats["rejected_key_too_long"] + stats["rejected_item_too_large"])
+        rejected = counts["rejected"] + writer_rejected(stats)
         raise RunFailed(
             f"reconciliation failed: {counts['source_rows']} source rows but "
             f"{int(stats['written'])} written + {rejected} rejected "
             f"+ {counts['duplicates'] + int(stats['duplicates'])} duplicates = {int(accounted)}"
         )
+
+
+def writer_rejected(stats: Mapping[str, float]) -> int:
+    """Requests the writer refused before sending (key too long, item too large, ...)."""
+    return int(sum(value for name, value in stats.items() if name.startswith("rejected_")))
 
 
 def _check_rejected_share(config: Config, rejected: int, total: int) -> None:

@@ -227,7 +227,7 @@ def _sync(spark, config: Config, report: RunReport, environ, dry_run, force, con
     if distinct == 0:
         log.warning("the source returned no valid ids")
 
-    table = ddb.describe_table(cfg)
+    table = _describe_table(cfg)
     stale: Optional[StaleKeys] = None
     if cfg.mode == "mirror":
         with report.timed("scan"):
@@ -286,8 +286,24 @@ def _sync(spark, config: Config, report: RunReport, environ, dry_run, force, con
         report.counts["deleted"] = int(deleted["written"])
     _record_rates(report, stats, deleted)
 
+    if distinct == 0 and cfg.mode == "upsert":
+        # the table was not touched; the pointer keeps naming the last set it was synced to
+        log.warning("no snapshot: the source was empty and upsert changed nothing")
+        report.details["snapshot"] = ""
+        return
     with report.timed("snapshot"):
         report.details["snapshot"] = write_snapshot(ids.select(id_column), config, report.run_id) or ""
+
+
+def _describe_table(cfg: DynamoDBConfig) -> Mapping[str, Any]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return ddb.describe_table(cfg)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        raise ConfigError(f"dynamodb.table: no table {cfg.table!r} in {cfg.region}") from None
 
 
 def _write_partitions(items: int, slots: int) -> int:

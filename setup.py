@@ -7,6 +7,8 @@ setup(
     description="PySpark jobs for EMR: sync a Redshift id set into DynamoDB, filter S3 events by it",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
+    # the defaults travel with the package to the cluster (a link to conf/base.toml here)
+    package_data={"idstore": ["base.toml"]},
     python_requires=">=3.9",
     install_requires=[
         "boto3>=1.34",
@@ -22,6 +24,7 @@ setup(
             "chispa>=0.10",
             "moto[server]>=5.0",
             "pg8000>=1.30",
+            "jsonata-python>=0.5",  # evaluates the rendered state machine's JSONata
         ],
         "dev": [
             "ruff>=0.5",

@@ -5,6 +5,7 @@ set -euo pipefail
 
 missing=()
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v shellcheck >/dev/null || missing+=(shellcheck)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 

@@ -223,9 +223,9 @@ def test_bootstrap_script_is_valid_bash_with_strict_mode():
     text = BOOTSTRAP.read_text()
     assert "set -euo pipefail" in text and "--no-index" in text and "--find-links" in text
     assert subprocess.run(["bash", "-n", str(BOOTSTRAP)]).returncode == 0
-    if shutil.which("shellcheck"):
-        result = subprocess.run(["shellcheck", str(BOOTSTRAP)], capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout
+    # make setup installs shellcheck with the other system packages
+    result = subprocess.run(["shellcheck", str(BOOTSTRAP)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
 
 
 # -- EMR Serverless -----------------------------------------------------------------------------

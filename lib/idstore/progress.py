@@ -26,6 +26,7 @@ class ProgressServer:
         self._sock.settimeout(0.5)
         self.address: Address = (host, self._sock.getsockname()[1])
         self._latest: Dict[int, int] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=f, daemon=True) for f in (self._receive, self._report)]
 
@@ -42,29 +43,38 @@ class ProgressServer:
         self._sock.close()
 
     def done(self) -> int:
-        return sum(self._latest.values())
+        with self._lock:
+            return sum(self._latest.values())
 
     def _receive(self) -> None:
         while not self._stop.is_set():
             try:
                 message = json.loads(self._sock.recv(512))
                 # a retried task starts again from 0: the latest report per partition wins
-                self._latest[int(message["p"])] = int(message["n"])
+                with self._lock:
+                    self._latest[int(message["p"])] = int(message["n"])
             except socket.timeout:
                 continue
             except (OSError, ValueError, KeyError, TypeError):
                 if self._stop.is_set():
                     return
 
+    def line(self, done: int, rate: float) -> str:
+        share = done / self.total if self.total else 0.0
+        left = max(0, self.total - done)
+        eta = f"{left / rate:.0f}s" if rate > 0 else "unknown"
+        return (f"{self.label}: {done} of {self.total} items ({100 * share:.0f}%), "
+                f"{rate:.0f} items/s, ETA {eta}")
+
     def _report(self) -> None:
+        last_done, last_time, rate = 0, self.started, 0.0
         while not self._stop.wait(self.every_s):
-            done, elapsed = self.done(), time.monotonic() - self.started
-            rate = done / elapsed if elapsed else 0.0
-            share = done / self.total if self.total else 0.0
-            eta = (self.total - done) / rate if rate else float("inf")
-            log.info("%s: %d of %d items (%.0f%%), %.0f items/s, ETA %s",
-                     self.label, done, self.total, 100 * share, rate,
-                     "unknown" if eta == float("inf") else f"{eta:.0f}s")
+            done, now = self.done(), time.monotonic()
+            recent = (done - last_done) / (now - last_time) if now > last_time else 0.0
+            # the recent rate, smoothed: the start of a Spark stage is not the write's speed
+            rate = recent if rate == 0.0 else 0.5 * rate + 0.5 * recent
+            last_done, last_time = done, now
+            log.info("%s", self.line(done, max(rate, 0.0)))
 
 
 class ProgressSender:

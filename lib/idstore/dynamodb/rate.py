@@ -1,10 +1,19 @@
-"""The write budget: choosing the job's WCU/s, splitting it per task, and a token bucket."""
+"""The write budget: choosing the job's WCU/s, splitting it per task, pacing and backing off.
+
+A task paces itself with a token bucket in WCU (charged up front with an estimate, then
+corrected with the capacity DynamoDB reports consumed) and cuts its own rate after
+throttle errors (AIMD: multiplicative decrease, additive increase back to its share).
+"""
+import math
 import threading
 import time
 from typing import Any, Dict, Tuple
 
 # A new on-demand table serves about this many writes/s before it has to scale.
 ON_DEMAND_WARM_DEFAULT = 4000.0
+# in-flight requests are sized so that a task reaches its share at this request latency
+DESIGN_LATENCY_S = 0.05
+MAX_IN_FLIGHT = 64
 
 
 def choose_write_rate(table: Dict[str, Any], write_rate: float, capacity_fraction: float) -> Tuple[float, str]:
@@ -15,7 +24,10 @@ def choose_write_rate(table: Dict[str, Any], write_rate: float, capacity_fractio
     if billing == "PAY_PER_REQUEST":
         warm = table.get("WarmThroughput", {}).get("WriteUnitsPerSecond") or 0
         ceiling = table.get("OnDemandThroughput", {}).get("MaxWriteRequestUnits") or 0
-        base, source = (float(warm), "warm throughput") if warm else (ON_DEMAND_WARM_DEFAULT, "a new on-demand table's warm throughput")
+        if warm:
+            base, source = float(warm), "warm throughput"
+        else:
+            base, source = ON_DEMAND_WARM_DEFAULT, "a new on-demand table's warm throughput"
         if 0 < ceiling < base:
             base, source = float(ceiling), "the table's on-demand maximum"
         rate = capacity_fraction * base
@@ -37,20 +49,33 @@ def per_task_rate(job_rate: float, partitions: int, concurrent_slots: int) -> fl
     return job_rate / max(1, min(partitions, concurrent_slots))
 
 
+def requests_in_flight(task_rate: float, floor: int = 1, latency_s: float = DESIGN_LATENCY_S,
+                       batch_wcu: float = 25.0) -> int:
+    """Concurrent requests a task needs to reach `task_rate` WCU/s when each call takes
+    `latency_s` (Little's law, with half again as many for latency spikes), at least `floor`."""
+    needed = math.ceil(1.5 * task_rate * latency_s / batch_wcu) + 1
+    return int(min(MAX_IN_FLIGHT, max(floor, needed)))
+
+
 class TokenBucket:
     """Tokens are WCU; refilled at `rate` per second up to `burst`. Thread-safe.
 
     Charged up front with an estimate, then corrected with what DynamoDB reports
     consumed, so the balance may go negative: the next caller waits the debt off.
+    Waiters are served one at a time (no thundering herd of sender threads).
     """
 
-    def __init__(self, rate: float, burst: float, clock=time.monotonic, sleep=time.sleep):
-        self.rate = rate
-        self.burst = max(burst, 1.0)
+    def __init__(self, rate: float, burst: float, initial: float = 0.0, clock=time.monotonic, sleep=time.sleep):
+        if rate <= 0:
+            raise ValueError("a token bucket needs a positive rate")
+        self.rate = float(rate)
+        self.burst = max(float(burst), 1.0)
         self._clock, self._sleep = clock, sleep
-        self._tokens = 0.0  # start empty: a restarted task must not burst on top of others
+        # a new task starts (nearly) empty: a retried task must not burst on top of the others
+        self._tokens = min(float(initial), self.burst)
         self._stamp = clock()
         self._lock = threading.Lock()
+        self._turn = threading.Lock()
 
     def _refill(self) -> None:
         now = self._clock()
@@ -58,20 +83,76 @@ class TokenBucket:
         self._stamp = now
 
     def acquire(self, tokens: float) -> float:
-        """Take `tokens`, waiting as needed; returns seconds waited."""
+        """Take `tokens`, waiting as needed; returns seconds this caller slept."""
         waited = 0.0
-        while True:
-            with self._lock:
-                self._refill()
-                if self._tokens >= min(tokens, self.burst):
-                    self._tokens -= tokens
-                    return waited
-                wait = (min(tokens, self.burst) - self._tokens) / self.rate
-            self._sleep(wait)
-            waited += wait
+        with self._turn:
+            while True:
+                with self._lock:
+                    self._refill()
+                    need = min(tokens, self.burst)
+                    if self._tokens >= need:
+                        self._tokens -= tokens
+                        return waited
+                    wait = (need - self._tokens) / self.rate
+                self._sleep(wait)
+                waited += wait
 
     def adjust(self, tokens: float) -> None:
         """Add (or, when negative, take) tokens after the fact."""
         with self._lock:
             self._refill()
             self._tokens = min(self.burst, self._tokens + tokens)
+
+    def set_rate(self, rate: float) -> None:
+        with self._lock:
+            self._refill()
+            self.rate = float(rate)
+
+    def balance(self) -> float:
+        with self._lock:
+            self._refill()
+            return self._tokens
+
+
+class AimdRate:
+    """A task's rate under throttling: x `decrease` on a throttle (at most once per
+    `cooldown_s`, since the requests in flight are throttled together), back up by
+    `increase` x target every `cooldown_s` without one, never above the target
+    (the task's share of the budget) nor below `floor` x target."""
+
+    def __init__(self, bucket: TokenBucket, target: float, decrease: float = 0.7, increase: float = 0.05,
+                 cooldown_s: float = 0.5, floor: float = 0.05, initial: float = 0.0, clock=time.monotonic):
+        self.bucket, self.target = bucket, float(target)
+        self.decrease, self.increase, self.cooldown_s = decrease, increase, cooldown_s
+        self.minimum = floor * self.target
+        self._clock = clock
+        self._lock = threading.Lock()
+        self.rate = min(self.target, max(self.minimum, initial)) if initial > 0 else self.target
+        bucket.set_rate(self.rate)
+        self.cuts = 0
+        self._last_change = clock()
+
+    def on_throttle(self) -> bool:
+        """Record a throttle; True when it cut the rate."""
+        with self._lock:
+            now = self._clock()
+            if now - self._last_change < self.cooldown_s and self.cuts:
+                return False
+            self.rate = max(self.minimum, self.rate * self.decrease)
+            self.cuts += 1
+            self._last_change = now
+        self.bucket.set_rate(self.rate)
+        return True
+
+    def on_success(self) -> None:
+        """Called after each written batch: recover towards the target."""
+        if self.rate >= self.target:
+            return
+        with self._lock:
+            now = self._clock()
+            steps = int((now - self._last_change) / self.cooldown_s)
+            if steps <= 0:
+                return
+            self.rate = min(self.target, self.rate + steps * self.increase * self.target)
+            self._last_change += steps * self.cooldown_s
+        self.bucket.set_rate(self.rate)

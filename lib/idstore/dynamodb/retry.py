@@ -2,13 +2,20 @@
 import random
 from typing import Optional
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
 from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError, ReadTimeoutError
 
 THROTTLE_CODES = frozenset(
     {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
 )
+TRANSIENT_CODES = frozenset({"InternalServerError", "ServiceUnavailable", "RequestTimeout", "RequestTimeoutException"})
+
+
+def error_code(exc: BaseException) -> str:
+    """DynamoDB's error code of a ClientError, else the exception's class name."""
+    if isinstance(exc, ClientError):
+        return exc.response.get("Error", {}).get("Code", "") or type(exc).__name__
+    return type(exc).__name__
 
 
 def retry_reason(exc: BaseException) -> Optional[str]:
@@ -18,7 +25,7 @@ def retry_reason(exc: BaseException) -> Optional[str]:
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         if code in THROTTLE_CODES:
             return "throttle"
-        if status >= 500 or code in ("InternalServerError", "ServiceUnavailable"):
+        if status >= 500 or code in TRANSIENT_CODES:
             return "5xx"
         return None
     if isinstance(exc, (BotoConnectionError, HTTPClientError, ReadTimeoutError, ConnectionError)):

@@ -6,16 +6,16 @@ from typing import Any, Dict, Mapping, Optional
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import DynamoDBConfig
-from idstore.dynamodb.rate import choose_write_rate, per_task_rate
-from idstore.dynamodb.writer import STATS_DDL, WriterSettings, partition_writer
+from idstore.dynamodb.rate import choose_write_rate, per_task_rate, requests_in_flight
+from idstore.dynamodb.writer import STATS_DDL, STATS_FIELDS, WriterSettings, partition_writer
 from idstore.progress import ProgressServer
 
 log = logging.getLogger(__name__)
 
-SUMMED = (
-    "items_in", "written", "duplicates", "rejected_key_too_long", "rejected_item_too_large",
-    "requests", "unprocessed_resent", "retries_throttle", "retries_5xx", "retries_connection",
-    "consumed_wcu", "throttled_s",
+# stats columns that add up over partitions (the rest are per-task settings or percentiles)
+SUMMED = tuple(
+    name for name, _ in STATS_FIELDS
+    if name not in ("partition_id", "task_rate", "in_flight", "latency_p50_ms", "latency_p99_ms", "seconds")
 )
 
 
@@ -68,6 +68,7 @@ def write_dataframe(
 ) -> Dict[str, float]:
     """Write every row of `df` (key + attribute columns); returns the summed stats."""
     progress = ProgressServer(df.sparkSession.conf.get("spark.driver.host", "127.0.0.1"), total_hint, label=action)
+    in_flight = requests_in_flight(plan.task_rate, floor=cfg.max_in_flight)
     settings = WriterSettings(
         table=cfg.table,
         key_attribute=cfg.key_attribute,
@@ -79,23 +80,49 @@ def write_dataframe(
         no_progress_timeout_s=cfg.no_progress_timeout_s,
         constant_attributes=dict(constant_attributes or {}),
         progress_address=progress.address,
+        in_flight=in_flight,
     )
     log.info(
-        "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions",
+        "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions, "
+        "up to %d requests in flight per task",
         "writing" if action == "put" else "deleting", cfg.table, plan.job_rate, plan.reason,
-        plan.task_rate, plan.concurrent_tasks, plan.partitions,
+        plan.task_rate, plan.concurrent_tasks, plan.partitions, in_flight,
     )
     stats_df = df.repartition(plan.partitions) if df.rdd.getNumPartitions() != plan.partitions else df
     stats_df = stats_df.mapInArrow(partition_writer(settings, key_column), STATS_DDL)
     with progress:
         rows = [row.asDict() for row in stats_df.collect()]  # the one action on the stats
-    return summarise(rows)
+    summary = summarise(rows)
+    _check_accounted(rows)
+    log.info(
+        "%s %d of %d items to %s in %d partitions: %d rejected, %d duplicates; %d calls, %.2f%% throttled, "
+        "%d unprocessed re-sent, %.0f WCU consumed; call latency p50 %.1f ms, p99 %.1f ms",
+        action, summary["written"], summary["items_in"], cfg.table, summary["partitions"], summary["rejected"],
+        summary["duplicates"], summary["requests"], 100 * summary["throttled_share"],
+        summary["unprocessed_resent"], summary["consumed_wcu"], summary["latency_p50_ms"], summary["latency_p99_ms"],
+    )
+    return summary
+
+
+def _check_accounted(rows) -> None:
+    """Every row a task read is written, rejected or a duplicate; anything else is a writer bug."""
+    for row in rows:
+        accounted = row["written"] + row["rejected"] + row["duplicates"]
+        if accounted != row["items_in"]:
+            raise RuntimeError(
+                f"partition {row['partition_id']} read {row['items_in']} rows but accounted for {accounted} "
+                f"(written {row['written']}, rejected {row['rejected']}, duplicates {row['duplicates']})"
+            )
 
 
 def summarise(rows) -> Dict[str, float]:
-    summary: Dict[str, float] = {name: sum(row[name] for row in rows) for name in SUMMED}
+    """Stats rows of all partitions -> one summary (sums, worst percentiles, derived shares)."""
+    rows = list(rows)
+    summary: Dict[str, float] = {name: sum(row.get(name, 0) or 0 for row in rows) for name in SUMMED}
     summary["partitions"] = len(rows)
-    summary["latency_p50_ms"] = max((row["latency_p50_ms"] for row in rows), default=0.0)
-    summary["latency_p99_ms"] = max((row["latency_p99_ms"] for row in rows), default=0.0)
-    summary["task_seconds_max"] = max((row["seconds"] for row in rows), default=0.0)
+    summary["latency_p50_ms"] = max((row.get("latency_p50_ms", 0.0) for row in rows), default=0.0)
+    summary["latency_p99_ms"] = max((row.get("latency_p99_ms", 0.0) for row in rows), default=0.0)
+    summary["task_seconds_max"] = max((row.get("seconds", 0.0) for row in rows), default=0.0)
+    requests = summary.get("requests", 0)
+    summary["throttled_share"] = summary.get("retries_throttle", 0) / requests if requests else 0.0
     return summary

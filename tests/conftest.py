@@ -1,12 +1,17 @@
-"""Shared fixtures: one local SparkSession for the suite."""
+"""Shared fixtures: one local SparkSession and one local stack for the suite."""
 import os
 import sys
 
 import pytest
 
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
-
+from idstore.local.stack import MOTO_ENV
 from idstore.local_submit import JDBC_JAR
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
+# moto takes any credentials; Spark's Python workers inherit the JVM's environment,
+# so these are set before any session starts.
+for _key, _value in MOTO_ENV.items():
+    os.environ.setdefault(_key, _value)
 
 
 @pytest.fixture(scope="session")
@@ -27,3 +32,12 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def stack():
+    """One local stack (PostgreSQL + moto server) for every test that needs one."""
+    from idstore.local.stack import LocalStack
+
+    with LocalStack() as info:
+        yield info

@@ -14,14 +14,13 @@ from datetime import date
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from idstore.local.stack import LocalStack, aws_client, connect_postgres, create_id_table, write_local_config
+from idstore.local.stack import MOTO_ENV, LocalStack, aws_client, connect_postgres, create_id_table, write_local_config
 from idstore.local_submit import spark_submit
 from idstore.testing.datagen import read_event_archive, seed_program_products, write_event_archive
 from idstore.testing.readback import scan_key_set
 
 log = logging.getLogger("idstore.demo")
 
-MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
 
 
 def _run_job(job: str, conf: Path, extra: Sequence[str] = ()) -> float:

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from idstore.local.stack import LocalStack, aws_client, connect_postgres, write_local_config
+from idstore.local.stack import MOTO_ENV, aws_client, connect_postgres, write_local_config
 from idstore.local_submit import REPO, spark_submit
-
-MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-@pytest.fixture(scope="session")
-def stack():
-    with LocalStack() as info:
-        yield info
 
 
 @pytest.fixture
@@ -68,12 +60,6 @@ def create_source_table(pg, name, rows):
     cur.execute(f"drop table if exists {name}")
     cur.execute(f"create table {name} (product_id text, title text, price numeric, active boolean)")
     cur.executemany(f"insert into {name} values (%s, %s, %s, %s)", rows)
-
-
-# In-process runs (run_sync on the `spark` fixture) write to moto from Spark's Python
-# workers, which inherit the JVM's environment: set it before any session starts.
-for _key, _value in MOTO_ENV.items():
-    os.environ.setdefault(_key, _value)
 
 
 def start_job(job, conf, *args, log_path, env=None):

@@ -32,6 +32,8 @@ TABLE = "IdentifierStore"
 KEY_ATTRIBUTE = "product_id"
 # moto accepts any credentials; passing these explicitly means nothing depends on the caller's env.
 MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+# the same, as the environment of a process (spark-submit, Spark's Python workers) that talks to moto
+MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 # initdb and postgres refuse to run as root; this user owns the cluster then.
 UNPRIVILEGED_USER = "nobody"
 

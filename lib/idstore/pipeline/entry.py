@@ -77,11 +77,15 @@ def _run(job, spark, config, report, args) -> None:
 
 
 def _publish(config, report: RunReport) -> None:
+    """The JSON report, CloudWatch metrics when [cloudwatch] is on, and the summary on stdout."""
+    from idstore.deploy.metrics import publish_run_metrics
+
     try:
         where = write_report(config, report)
     except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not hide the outcome
         log.error("could not write the run report: %s", exc)
         where = None
+    publish_run_metrics(config, report)  # never raises
     lines = report.summary_lines()
     if where:
         lines.append(f"  report: {where}")

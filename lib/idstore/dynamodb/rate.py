@@ -115,44 +115,68 @@ class TokenBucket:
 
 
 class AimdRate:
-    """A task's rate under throttling: x `decrease` on a throttle (at most once per
-    `cooldown_s`, since the requests in flight are throttled together), back up by
-    `increase` x target every `cooldown_s` without one, never above the target
-    (the task's share of the budget) nor below `floor` x target."""
+    """A task's rate under throttling, applied to its token bucket.
+
+    Multiplicative decrease (x `decrease`) on a throttle error, or when more than
+    `unprocessed_limit` of the requests sent in a window of `window_s` came back
+    unprocessed (DynamoDB's other way of saying the table is over its capacity; a few
+    unprocessed items are only retried). At most one cut per window: the requests in
+    flight are throttled together. Additive increase (+ `increase` x target per window
+    without a cut) back to the target, the task's share, never above it nor below
+    `floor` x target.
+    """
 
     def __init__(self, bucket: TokenBucket, target: float, decrease: float = 0.7, increase: float = 0.05,
-                 cooldown_s: float = 0.5, floor: float = 0.05, initial: float = 0.0, clock=time.monotonic):
+                 window_s: float = 0.5, floor: float = 0.05, unprocessed_limit: float = 0.5,
+                 initial: float = 0.0, clock=time.monotonic):
         self.bucket, self.target = bucket, float(target)
-        self.decrease, self.increase, self.cooldown_s = decrease, increase, cooldown_s
+        self.decrease, self.increase, self.window_s = decrease, increase, window_s
+        self.unprocessed_limit = unprocessed_limit
         self.minimum = floor * self.target
         self._clock = clock
         self._lock = threading.Lock()
         self.rate = min(self.target, max(self.minimum, initial)) if initial > 0 else self.target
-        bucket.set_rate(self.rate)
         self.cuts = 0
-        self._last_change = clock()
+        self._last_cut = -float("inf")
+        self._window_start = clock()
+        self._sent = self._unprocessed = 0
+        bucket.set_rate(self.rate)
 
-    def on_throttle(self) -> bool:
-        """Record a throttle; True when it cut the rate."""
-        with self._lock:
-            now = self._clock()
-            if now - self._last_change < self.cooldown_s and self.cuts:
-                return False
-            self.rate = max(self.minimum, self.rate * self.decrease)
-            self.cuts += 1
-            self._last_change = now
-        self.bucket.set_rate(self.rate)
+    def _cut(self, now: float) -> bool:
+        if now - self._last_cut < self.window_s:
+            return False
+        self.rate = max(self.minimum, self.rate * self.decrease)
+        self.cuts += 1
+        self._last_cut = now
         return True
 
-    def on_success(self) -> None:
-        """Called after each written batch: recover towards the target."""
-        if self.rate >= self.target:
-            return
+    def on_throttle(self) -> bool:
+        """A call failed with a throttle error; True when that cut the rate."""
+        with self._lock:
+            cut = self._cut(self._clock())
+            rate = self.rate
+        if cut:
+            self.bucket.set_rate(rate)
+        return cut
+
+    def record(self, sent: int, unprocessed: int) -> bool:
+        """A call came back with `unprocessed` of its `sent` requests; True when the rate was cut."""
         with self._lock:
             now = self._clock()
-            steps = int((now - self._last_change) / self.cooldown_s)
-            if steps <= 0:
-                return
-            self.rate = min(self.target, self.rate + steps * self.increase * self.target)
-            self._last_change += steps * self.cooldown_s
-        self.bucket.set_rate(self.rate)
+            self._sent += sent
+            self._unprocessed += unprocessed
+            elapsed = now - self._window_start
+            if elapsed < self.window_s:
+                return False
+            over = self._sent and self._unprocessed > self.unprocessed_limit * self._sent
+            self._sent = self._unprocessed = 0
+            self._window_start = now
+            before = self.rate
+            cut = bool(over) and self._cut(now)
+            if not cut and self.rate < self.target and now - self._last_cut >= self.window_s:
+                steps = max(1, int(elapsed / self.window_s))
+                self.rate = min(self.target, self.rate + steps * self.increase * self.target)
+            rate = self.rate
+        if rate != before:
+            self.bucket.set_rate(rate)
+        return cut

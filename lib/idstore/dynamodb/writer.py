@@ -44,7 +44,7 @@ STATS_FIELDS = (
     ("retries_5xx", _INT),
     ("retries_connection", _INT),
     ("unprocessed_resent", _INT),  # requests returned as UnprocessedItems and queued again
-    ("rate_cuts", _INT),  # times the task cut its rate after a throttle
+    ("rate_cuts", _INT),  # times the task cut its rate (throttle errors, mostly-unprocessed calls)
     ("consumed_wcu", _FLOAT),
     ("throttled_s", _FLOAT),  # backoff scheduled after throttles and unprocessed items
     ("budget_wait_s", _FLOAT),  # time spent waiting for the task's own token bucket
@@ -430,12 +430,11 @@ class PartitionWriter:
                                                          f"{error_code(exc)}: {exc}")) from exc
             self.last_error = f"{error_code(exc)}: {exc}"
             if reason == "throttle":
-                cut = self.rate.on_throttle()  # the tokens stay spent: attempts are paced too
+                self.rate.on_throttle()  # the tokens stay spent: attempts are paced too
             else:
-                cut = False
                 self.bucket.adjust(estimate)  # nothing was consumed
             delay = self._backoff(batch, progress=False)
-            self.stats_.add(requests=1, budget_wait_s=waited, rate_cuts=int(cut), **{f"retries_{reason}": 1},
+            self.stats_.add(requests=1, budget_wait_s=waited, **{f"retries_{reason}": 1},
                             **({"throttled_s": delay} if reason == "throttle" else {}))
             self._check_deadline(batch)
             self.queue.done(batch, time.monotonic() + delay, wrote=False)
@@ -452,8 +451,7 @@ class PartitionWriter:
         # every written item costs at least its own WCU, whatever an endpoint reports
         consumed = max(float(reported), float(sum(request.wcu for request in written)))
         self.bucket.adjust(estimate - consumed)  # refund or charge the difference
-        if written:
-            self.rate.on_success()
+        self.rate.record(len(batch), len(leftovers))
         delay = self._backoff(leftovers, progress=bool(written)) if leftovers else 0.0
         done_key = "deleted" if settings.action == I.DELETE else "put"
         with self.stats_.lock:

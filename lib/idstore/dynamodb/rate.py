@@ -90,7 +90,7 @@ class TokenBucket:
                 with self._lock:
                     self._refill()
                     need = min(tokens, self.burst)
-                    if self._tokens >= need:
+                    if self._tokens >= need - 1e-9:  # float rounding must not strand a waiter
                         self._tokens -= tokens
                         return waited
                     wait = (need - self._tokens) / self.rate

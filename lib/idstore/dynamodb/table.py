@@ -1,5 +1,6 @@
 """Driver side of a table write: pick the rate, run the writer over a DataFrame, sum the stats."""
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, Mapping, Optional
 
@@ -81,6 +82,7 @@ def write_dataframe(
         constant_attributes=dict(constant_attributes or {}),
         progress_address=progress.address,
         in_flight=in_flight,
+        write_id=uuid.uuid4().hex,
     )
     log.info(
         "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions, "

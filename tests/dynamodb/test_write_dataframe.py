@@ -40,7 +40,7 @@ def test_eight_partitions_on_two_cores_hold_the_job_budget_not_more_not_a_quarte
     # would run at ~2000 WCU/s, over the 8 partitions at ~250. Spark's pauses between tasks
     # only lower the mean, so the lower bound looks at the best second.
     assert sum(middle) / len(middle) <= 1.25 * budget, series
-    assert max(middle) <= 1.75 * budget, series  # the rate plus at most the tasks' bursts
+    assert max(middle) <= 2.1 * budget, series  # the rate plus at most the tasks' bursts (1 s each)
     assert max(middle) >= 0.75 * budget, series
 
 

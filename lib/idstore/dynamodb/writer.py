@@ -77,7 +77,7 @@ class WriterSettings:
     max_in_flight: int = 4  # the floor of concurrent requests (dynamodb.max_in_flight)
     no_progress_timeout_s: float = 300.0
     constant_attributes: Mapping[str, Any] = field(default_factory=dict)
-    burst_s: float = 0.5  # bucket size in seconds of the task rate
+    burst_s: float = 1.0  # bucket size in seconds of the task rate
     backoff_base_s: float = 0.025
     backoff_cap_s: float = 5.0
     progress_address: Optional[Tuple[str, int]] = None

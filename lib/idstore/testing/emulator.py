@@ -96,6 +96,8 @@ DEFAULT_FAULT_OPS = WRITE_OPS
 OUTCOMES = ("ok", "partial", "throttled", "5xx", "dropped", "refused", "error")
 
 _HASH_SPACE = 1 << 32
+_EMPTY_VALUE = "Supplied AttributeValue is empty, must contain exactly one of the supported datatypes"
+_ONE_WRITE_REQUEST = "Supplied WriteRequest must contain exactly one of PutRequest or DeleteRequest"
 _DROP = object()  # sentinel result: close the connection without answering
 
 
@@ -162,7 +164,7 @@ def _value_size(av: dict[str, Any]) -> int:
         if t == "M":
             return 3 + sum(1 + _utf8_len(k) + _value_size(x) for k, x in v.items())
         raise _validation("Supplied AttributeValue has an unknown data type: %s" % t)
-    raise _validation("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes")
+    raise _validation(_EMPTY_VALUE)
 
 
 def item_size(item: dict[str, Any]) -> int:
@@ -171,8 +173,8 @@ def item_size(item: dict[str, Any]) -> int:
         return sum(_utf8_len(k) + _value_size(v) for k, v in item.items())
     except EmulatorError:
         raise
-    except Exception:
-        raise _validation("Supplied AttributeValue is empty, must contain exactly one of the supported datatypes") from None
+    except (AttributeError, TypeError, ValueError):  # a malformed attribute value from the client
+        raise _validation(_EMPTY_VALUE) from None
 
 
 def _write_units(size: int) -> int:
@@ -215,8 +217,10 @@ def _key_component(name: str, typ: str, val: Any, limit: int) -> Any:
     # B
     try:
         b = base64.b64decode(val)
-    except Exception:
-        raise _validation("One or more parameter values were invalid: Invalid binary value for key %s" % name) from None
+    except (TypeError, ValueError):  # binascii.Error is a ValueError
+        raise _validation(
+            "One or more parameter values were invalid: Invalid binary value for key %s" % name
+        ) from None
     if not b:
         raise _validation(
             "One or more parameter values are not valid. The AttributeValue for a key attribute "
@@ -299,7 +303,9 @@ class _Table:
         hashes = [k for k in key_schema if k.get("KeyType") == "HASH"]
         ranges = [k for k in key_schema if k.get("KeyType") == "RANGE"]
         if len(hashes) != 1 or len(ranges) > 1 or len(key_schema) != len(hashes) + len(ranges):
-            raise _validation("1 validation error detected: Invalid KeySchema: exactly one HASH and at most one RANGE key")
+            raise _validation(
+                "1 validation error detected: Invalid KeySchema: exactly one HASH and at most one RANGE key"
+            )
         if key_schema[0].get("KeyType") != "HASH":
             raise _validation("Invalid KeySchema: The first KeySchemaElement is not a HASH key type")
         key_names = [k.get("AttributeName") for k in key_schema]
@@ -337,7 +343,9 @@ class _Table:
     def _apply_capacity(self, req: dict[str, Any], creating: bool) -> None:
         mode = req.get("BillingMode") or (self.billing_mode if not creating else "PROVISIONED")
         if mode not in ("PROVISIONED", "PAY_PER_REQUEST"):
-            raise _validation("1 validation error detected: Value '%s' at 'billingMode' failed to satisfy constraint" % mode)
+            raise _validation(
+                "1 validation error detected: Value '%s' at 'billingMode' failed to satisfy constraint" % mode
+            )
         pt = req.get("ProvisionedThroughput")
         if mode == "PROVISIONED":
             if pt is None and (creating or self.billing_mode != "PROVISIONED"):
@@ -401,7 +409,10 @@ class _Table:
 
     def key_of_item(self, item: Any) -> tuple:
         if not isinstance(item, dict):
-            raise _validation("1 validation error detected: Value null at 'item' failed to satisfy constraint: Member must not be null")
+            raise _validation(
+                "1 validation error detected: Value null at 'item' failed to satisfy constraint: "
+                "Member must not be null"
+            )
         h = self._component(item, self.hash_name, self.hash_type, MAX_HASH_KEY_BYTES, True)
         if self.range_name is None:
             return (h,)
@@ -851,7 +862,9 @@ class DynamoDBEmulator:
         except ValueError:
             with self._lock:
                 self._requests["error"] += 1
-            return _error_body(EmulatorError("SerializationException", "Start of structure or map found where not expected"))
+            return _error_body(
+                EmulatorError("SerializationException", "Start of structure or map found where not expected")
+            )
         if self._latency_s:
             time.sleep(self._latency_s)
         with self._lock:
@@ -888,7 +901,7 @@ class DynamoDBEmulator:
                 else:
                     self._requests["error"] += 1
                 return _error_body(e)
-            except Exception as e:  # a bug or a malformed request we did not anticipate
+            except Exception as e:  # noqa: BLE001 - a malformed request we did not anticipate: answer, not crash
                 self._requests["error"] += 1
                 return _error_body(_validation("Malformed request: %s: %s" % (type(e).__name__, e)))
             self._requests[outcome] += 1
@@ -1048,7 +1061,7 @@ class DynamoDBEmulator:
                 else:
                     dele = r.get("DeleteRequest")
                     if dele is None:
-                        raise _validation("Supplied WriteRequest must contain exactly one of PutRequest or DeleteRequest")
+                        raise _validation(_ONE_WRITE_REQUEST)
                     key = t.key_of_key(dele.get("Key"))
                     item, size, cost = None, 0, 1
                 if key in seen:
@@ -1131,7 +1144,10 @@ class DynamoDBEmulator:
             t = self._table(tname)
             keys = spec.get("Keys") or []
             if not keys:
-                raise _validation("1 validation error detected: Value at 'requestItems.%s.member.keys' failed to satisfy constraint" % tname)
+                raise _validation(
+                    "1 validation error detected: Value at 'requestItems.%s.member.keys' failed to satisfy constraint"
+                    % tname
+                )
             names = _projection(spec)
             consistent = bool(spec.get("ConsistentRead"))
             parsed = [t.key_of_key(k) for k in keys]
@@ -1171,7 +1187,10 @@ class DynamoDBEmulator:
             raise _validation("The Segment parameter is zero-based and must be less than parameter TotalSegments")
         limit = req.get("Limit")
         if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise _validation("1 validation error detected: Value at 'limit' failed to satisfy constraint: Member must have value greater than or equal to 1")
+            raise _validation(
+                "1 validation error detected: Value at 'limit' failed to satisfy constraint: "
+                "Member must have value greater than or equal to 1"
+            )
         select = req.get("Select") or "ALL_ATTRIBUTES"
         if select not in ("ALL_ATTRIBUTES", "COUNT", "SPECIFIC_ATTRIBUTES"):
             raise _validation("Select %s is not supported by the emulator" % select)
@@ -1390,9 +1409,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--unprocessed-fraction", type=float, default=0.0)
     p.add_argument("--error-5xx-fraction", type=float, default=0.0)
     p.add_argument("--throttle-fraction", type=float, default=0.0)
-    p.add_argument("--throttle-error", default="ProvisionedThroughputExceededException", choices=sorted(THROTTLE_ERRORS))
+    p.add_argument(
+        "--throttle-error", default="ProvisionedThroughputExceededException", choices=sorted(THROTTLE_ERRORS)
+    )
     p.add_argument("--drop-connection-fraction", type=float, default=0.0)
-    p.add_argument("--fault-ops", default=",".join(DEFAULT_FAULT_OPS), help="comma-separated operations faults apply to")
+    p.add_argument(
+        "--fault-ops", default=",".join(DEFAULT_FAULT_OPS), help="comma-separated operations faults apply to"
+    )
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--region", default="us-east-1")
     a = p.parse_args(argv)

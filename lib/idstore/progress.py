@@ -60,7 +60,9 @@ class ProgressServer:
                     return
 
     def line(self, done: int, rate: float) -> str:
-        share = done / self.total if self.total else 0.0
+        if not self.total:  # the size of the write is not known
+            return f"{self.label}: {done} items, {rate:.0f} items/s"
+        share = done / self.total
         left = max(0, self.total - done)
         eta = f"{left / rate:.0f}s" if rate > 0 else "unknown"
         return (f"{self.label}: {done} of {self.total} items ({100 * share:.0f}%), "

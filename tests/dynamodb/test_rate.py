@@ -132,3 +132,4 @@ def test_the_driver_logs_items_percent_rate_and_eta_from_executor_datagrams(capl
     assert server.done() == 400
     assert any("put: 400 of 1000 items (40%)" in r.getMessage() and "ETA" in r.getMessage() for r in caplog.records)
     assert server.line(500, 100.0) == "put: 500 of 1000 items (50%), 100 items/s, ETA 5s"
+    assert ProgressServer("127.0.0.1", total=0, label="delete").line(7, 0.0) == "delete: 7 items, 0 items/s"

@@ -51,8 +51,6 @@ class PassCounts:
     """What one filter pass saw, from its observed metrics."""
 
     read: int
-    malformed: int
-    missing_id: int
     matched: int
     read_per_day: Dict[str, int]
     matched_per_day: Dict[str, int]
@@ -113,16 +111,11 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     read_obs = Observation("idstore_read")
     events = (
         tagged_events(spark, config, days, files)
-        # observed metrics take no non-deterministic input directly: name the file in a column
-        .withColumn(SOURCE_FILE, F.input_file_name())
-        .observe(
-            read_obs,
-            F.count(F.lit(1)).alias("read"),
-            F.sum(F.when(status == "malformed", 1).otherwise(0)).alias("malformed"),
-            F.sum(F.when(status == "missing_id", 1).otherwise(0)).alias("missing_id"),
-            F.concat_ws("\n", F.collect_set(F.when(status != "ok", F.col(SOURCE_FILE)))).alias("bad_files"),
-            *_per_day("read_", dt, days),
-        )
+        # observed metrics take no non-deterministic input: name a bad row's file in a column
+        .withColumn(SOURCE_FILE, F.when(status != "ok", F.input_file_name()))
+        # kept lean, it runs on every event: bad rows are counted by reason in the quarantine pass
+        .observe(read_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"),
+                 *_per_day("read_", dt, days))
     )
     good = events.filter(status == "ok").drop(STATUS, SOURCE_FILE, *([CORRUPT] if CORRUPT in events.columns else []))
     key = normalised_key(event_id, config.validation.trim, config.validation.case)
@@ -135,14 +128,13 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     )
     write_by_day(matched, config.output.path, dt)
     seen, kept = read_obs.get, matched_obs.get
-    if "read" not in seen or "matched" not in kept:
+    if "bad_files" not in seen or "matched" not in kept:
         raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
+    read_per_day = {day: seen[f"read_{day}"] or 0 for day in days}
     return PassCounts(
-        read=seen["read"],
-        malformed=seen["malformed"] or 0,
-        missing_id=seen["missing_id"] or 0,
+        read=sum(read_per_day.values()),
         matched=kept["matched"],
-        read_per_day={day: seen[f"read_{day}"] or 0 for day in days},
+        read_per_day=read_per_day,
         matched_per_day={day: kept[f"matched_{day}"] or 0 for day in days},
         files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (seen["bad_files"] or "").split("\n") if uri),
     )
@@ -205,6 +197,8 @@ def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str
     events_cfg, dt = config.events, config.events.date_partition
     apply_hadoop_options(spark, sse_kms_options(config.output))
     keep_observed_metrics(spark)
+    group = f"idstore-filter-{report.run_id}"
+    spark.sparkContext.setJobGroup(group, f"idstore filter {report.run_id}")
     days = days_in_range(list_partitions(spark, events_cfg.path, dt), start, end)
     if not days:
         raise ConfigError(f"events.path: no {dt}= folders between {start or 'the first'} and {end or 'the last'}")
@@ -220,30 +214,8 @@ def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str
     report.counts["ids"] = id_count
     report.details["join"] = join.why
 
-    skipped: Dict[str, str] = {}
-    files: Optional[List[str]] = None
     with report.timed("filter_write"):
-        try:
-            counts = filter_pass(spark, config, ids, join, days)
-        except Exception as exc:  # noqa: BLE001 - re-raised unless a damaged input file explains it
-            if not looks_like_corrupt_file(exc):
-                raise
-            listed = [path for path, _ in list_files(spark, day_folders(events_cfg, days))]
-            skipped = find_corrupt_files(spark, listed)
-            if not skipped:
-                raise
-            report.details["corrupt_files"] = skipped
-            if not events_cfg.skip_corrupt_files:
-                raise RunFailed(
-                    f"corrupt input file(s): {_name_files(skipped)}; replace or remove them, "
-                    "or set events.skip_corrupt_files=true to skip them (they are then reported by name)"
-                ) from None
-            for path, problem in sorted(skipped.items()):
-                log.warning("skipping corrupt input file %s: %s (events.skip_corrupt_files)", path, problem)
-            files = [path for path in listed if path not in skipped]
-            if not files:
-                raise RunFailed(f"every input file in range is corrupt: {_name_files(skipped)}") from None
-            counts = filter_pass(spark, config, ids, join, days, files)
+        counts, skipped = filter_skipping_corrupt_files(spark, config, ids, join, days, report)
     ids.unpersist()
 
     # a day that was read but kept nothing: dynamic overwrite would leave its old output
@@ -254,21 +226,70 @@ def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str
         log.warning("no events read for %s; their earlier output, if any, is kept", ", ".join(unread))
 
     bad_per_day: Dict[str, Dict[str, int]] = {}
-    if counts.malformed + counts.missing_id:
+    if counts.files_with_bad_rows:
         with report.timed("quarantine"):
             bad_days = sorted({_day_of(path, dt) for path in counts.files_with_bad_rows} & set(days))
             where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id)
         report.details["quarantine"] = where
     output = describe_days(spark, config.output.path, dt, days)
+    fill_report(report, days, counts, bad_per_day, output)
+    report.details["output"] = config.output.path
+    for name, value in (("cleared_days", cleared), ("days_without_events", unread), ("skipped_files", skipped)):
+        if value:
+            report.details[name] = value
+    reruns = rerun_stages(spark, group)
+    if reruns:
+        # observed counts of a map stage are added again when Spark re-runs it (lost executor)
+        report.details["counts_note"] = (
+            f"{reruns} stage(s) ran more than once; events_read and the per-day read counts may be too high"
+        )
+        log.warning(report.details["counts_note"])
+    for line in per_day_table(report.details["per_day"]):
+        log.info(line)
 
+
+def filter_skipping_corrupt_files(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
+                                  days: Sequence[str], report) -> Tuple[PassCounts, Dict[str, str]]:
+    """The filter pass; after a failure that reads like a damaged file, name the damaged files.
+
+    Then fail with their names, or, with events.skip_corrupt_files, run again without them.
+    A healthy archive pays nothing for this: the check runs only after such a failure.
+    """
+    events_cfg = config.events
+    try:
+        return filter_pass(spark, config, ids, join, days), {}
+    except Exception as exc:  # noqa: BLE001 - re-raised unless a damaged input file explains it
+        if not looks_like_corrupt_file(exc):
+            raise
+        failure = exc
+    listed = [path for path, _ in list_files(spark, day_folders(events_cfg, days))]
+    damaged = find_corrupt_files(spark, listed)
+    if not damaged:
+        raise failure
+    report.details["corrupt_files"] = damaged
+    if not events_cfg.skip_corrupt_files:
+        raise RunFailed(
+            f"corrupt input file(s): {_name_files(damaged)}; replace or remove them, "
+            "or set events.skip_corrupt_files=true to skip them (they are then reported by name)"
+        )
+    for path, problem in sorted(damaged.items()):
+        log.warning("skipping corrupt input file %s: %s (events.skip_corrupt_files)", path, problem)
+    files = [path for path in listed if path not in damaged]
+    if not files:
+        raise RunFailed(f"every input file in range is corrupt: {_name_files(damaged)}")
+    return filter_pass(spark, config, ids, join, days, files), damaged
+
+
+def fill_report(report, days: Sequence[str], counts: PassCounts, bad_per_day: Mapping[str, Mapping[str, int]],
+                output: Mapping[str, Mapping[str, int]]) -> None:
+    """Totals in report.counts, one row per day in report.details["per_day"]."""
     report.counts.update(
         events_read=counts.read,
         matched=counts.matched,
-        malformed=counts.malformed,
-        missing_id=counts.missing_id,
+        **{reason: sum(bad.get(reason, 0) for bad in bad_per_day.values()) for reason in REASONS},
         output_files=sum(d["files"] for d in output.values()),
         output_bytes=sum(d["bytes"] for d in output.values()),
-        corrupt_files_skipped=len(skipped),
+        corrupt_files_skipped=len(report.details.get("corrupt_files", {})),
     )
     report.details["per_day"] = {
         day: {
@@ -280,15 +301,17 @@ def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str
         }
         for day in days
     }
-    report.details["output"] = config.output.path
-    if cleared:
-        report.details["cleared_days"] = cleared
-    if unread:
-        report.details["days_without_events"] = unread
-    if skipped:
-        report.details["skipped_files"] = skipped
-    for line in per_day_table(report.details["per_day"]):
-        log.info(line)
+
+
+def rerun_stages(spark: SparkSession, group: str) -> int:
+    """How many stages of the jobs in `group` ran more than one attempt."""
+    tracker = spark.sparkContext.statusTracker()
+    stages = set()
+    for job_id in tracker.getJobIdsForGroup(group):
+        job = tracker.getJobInfo(job_id)
+        stages.update(job.stageIds if job else [])
+    infos = [tracker.getStageInfo(stage_id) for stage_id in stages]
+    return sum(1 for info in infos if info is not None and info.currentAttemptId > 0)
 
 
 def _day_of(path: str, dt: str) -> str:

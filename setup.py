@@ -13,6 +13,8 @@ setup(
     install_requires=[
         "boto3>=1.34",
         "pyarrow>=14",
+        # pyspark 3.5's mapInArrow checks for pandas on the driver, though Arrow alone is used
+        "pandas>=1.0.5,<3",
         'tomli>=2.0; python_version < "3.11"',
     ],
     extras_require={

@@ -61,6 +61,7 @@ def test_nested_ids_with_bad_lines_keep_exactly_the_reference_events(job):
     assert all(s.endswith("dt=2024-05-02/part-00009.json.gz") for s in sources)
     assert report.counts["output_files"] == sum(v["output_files"] for v in per_day.values()) > 0
     assert report.counts["output_bytes"] == sum(p.stat().st_size for p in job.output.glob("dt=*/*.parquet"))
+    assert "counts_note" not in report.details  # no stage ran twice
     json.dumps(report.as_dict())  # the report is plain data
 
 
@@ -77,7 +78,7 @@ def _flat_archive(root: Path, days, per_day: int = 400):
             write_lines(root, day, f"part-{part:05d}.json", lines)
 
 
-def test_flat_ids_and_a_date_range_read_only_the_days_asked_for(job):
+def test_flat_ids_and_a_date_range_read_only_the_days_asked_for(job, spark):
     days = ["2024-06-01", "2024-06-02", "2024-06-03", "2024-06-04"]
     _flat_archive(job.events, days)
     # days outside the range hold a file that fails any read: listing only the range skips it
@@ -94,6 +95,7 @@ def test_flat_ids_and_a_date_range_read_only_the_days_asked_for(job):
     assert sorted(output_files(job.output)) == days[1:3]
     assert report.counts["missing_id"] == ref.count("missing_id") == 4
     assert report.counts["malformed"] == 0
+    assert spark.sparkContext.getLocalProperty("spark.jobGroup.id") is None  # the job group is not left behind
 
 
 def test_parquet_events_with_nested_ids(job, spark):

@@ -6,9 +6,10 @@ the counts are observed in that same pass. Bad rows are written to the quarantin
 second pass over only the files that hold them.
 """
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -192,13 +193,31 @@ def keep_observed_metrics(spark: SparkSession) -> None:
         spark.conf.set(EXCLUDED_RULES_KEY, ",".join([*current, EMPTY_RELATION_RULE]))
 
 
+@contextmanager
+def job_group(spark: SparkSession, group: str, description: str) -> Iterator[str]:
+    """Tag this thread's Spark jobs with `group` (for the status tracker), then restore the old tags."""
+    context = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description")
+    previous = [context.getLocalProperty(key) for key in keys]
+    context.setJobGroup(group, description)
+    try:
+        yield group
+    finally:
+        for key, value in zip(keys, previous):
+            context.setLocalProperty(key, value)
+
+
 def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
                start: Optional[date] = None, end: Optional[date] = None, ids_from: str = "snapshot") -> None:
+    with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group:
+        _run_filter(spark, config, report, environ, start, end, ids_from, group)
+
+
+def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
+                start: Optional[date], end: Optional[date], ids_from: str, group: str) -> None:
     events_cfg, dt = config.events, config.events.date_partition
     apply_hadoop_options(spark, sse_kms_options(config.output))
     keep_observed_metrics(spark)
-    group = f"idstore-filter-{report.run_id}"
-    spark.sparkContext.setJobGroup(group, f"idstore filter {report.run_id}")
     days = days_in_range(list_partitions(spark, events_cfg.path, dt), start, end)
     if not days:
         raise ConfigError(f"events.path: no {dt}= folders between {start or 'the first'} and {end or 'the last'}")

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
 from idstore.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
 
 HASH_TABLE = "IdentifierStore"

@@ -41,3 +41,14 @@ def stack():
 
     with LocalStack() as info:
         yield info
+
+
+@pytest.fixture
+def pg(stack):
+    """A connection to the stack's PostgreSQL, autocommit."""
+    from idstore.local.stack import connect_postgres
+
+    conn = connect_postgres(stack)
+    conn.autocommit = True
+    yield conn
+    conn.close()

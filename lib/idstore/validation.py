@@ -11,18 +11,26 @@ MAX_KEY_BYTES = 2048  # DynamoDB partition key limit, in UTF-8 bytes
 REASON = "reason"
 
 
+def normalised_key(value: Column, trim: bool = False, case: str = "keep") -> Column:
+    """An id as the table stores it: string, optionally trimmed and case-folded.
+
+    Sync applies it to the source ids, filter to the event ids, so both sides match.
+    """
+    value = value.cast("string")
+    if trim:
+        value = F.trim(value)
+    if case == "lower":
+        value = F.lower(value)
+    elif case == "upper":
+        value = F.upper(value)
+    return value
+
+
 def normalise_ids(column: str, trim: bool = False, case: str = "keep"):
-    """Transform: `column` cast to string, optionally trimmed and case-folded."""
+    """Transform: `column` replaced by its normalised_key."""
 
     def transform(df: DataFrame) -> DataFrame:
-        value = F.col(column).cast("string")
-        if trim:
-            value = F.trim(value)
-        if case == "lower":
-            value = F.lower(value)
-        elif case == "upper":
-            value = F.upper(value)
-        return df.withColumn(column, value)
+        return df.withColumn(column, normalised_key(F.col(column), trim, case))
 
     return transform
 

@@ -10,16 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from idstore.local.stack import MOTO_ENV, aws_client, connect_postgres, write_local_config
+from idstore.local.stack import MOTO_ENV, aws_client, write_local_config
 from idstore.local_submit import REPO, spark_submit
-
-
-@pytest.fixture
-def pg(stack):
-    conn = connect_postgres(stack)
-    conn.autocommit = True
-    yield conn
-    conn.close()
 
 
 @pytest.fixture

@@ -15,10 +15,10 @@ ODD_IDS = [None, None, None, "", " ", "  ", "é", "日本語", "😀", "x" * 300
 
 
 @pytest.fixture(scope="module")
-def source_table(source_stack):
+def source_table(stack):
     from idstore.local.stack import connect_postgres
 
-    conn = connect_postgres(source_stack)
+    conn = connect_postgres(stack)
     conn.autocommit = True
     cur = conn.cursor()
     cur.execute("drop table if exists part_src")
@@ -43,33 +43,33 @@ QUERIES = [
 
 @pytest.mark.parametrize("partitions", [1, 2, 3, 8, 13])
 @pytest.mark.parametrize("query", QUERIES)
-def test_every_row_matches_exactly_one_predicate_in_sql(source_stack, source_pg, source_table, query, partitions):
-    predicates = hash_predicates(source_stack.jdbc_url, "product_id", partitions)
+def test_every_row_matches_exactly_one_predicate_in_sql(stack, pg, source_table, query, partitions):
+    predicates = hash_predicates(stack.jdbc_url, "product_id", partitions)
     derived = f"({query.rstrip(';')}) as s"
     matches = " + ".join(f"(case when {p} then 1 else 0 end)" for p in predicates)
-    assert plain_rows(source_pg, f"select count(*) from {derived} where {matches} <> 1") == [0]
-    total = plain_rows(source_pg, f"select count(*) from {derived}")[0]
-    per_predicate = [plain_rows(source_pg, f"select count(*) from {derived} where {p}")[0] for p in predicates]
+    assert plain_rows(pg, f"select count(*) from {derived} where {matches} <> 1") == [0]
+    total = plain_rows(pg, f"select count(*) from {derived}")[0]
+    per_predicate = [plain_rows(pg, f"select count(*) from {derived} where {p}")[0] for p in predicates]
     assert sum(per_predicate) == total
-    assert total == len(plain_rows(source_pg, query.rstrip(";")))
+    assert total == len(plain_rows(pg, query.rstrip(";")))
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_the_spark_read_is_the_plain_query_row_for_row(spark, source_stack, source_pg, source_table, query):
+def test_the_spark_read_is_the_plain_query_row_for_row(spark, stack, pg, source_table, query):
     config = load_config(None, [
-        f"source.url={source_stack.jdbc_url}", f"source.query={query}", "source.partitions=5",
-        f"source.secret_id={source_stack.secret_id}", f"aws.endpoint_url={source_stack.moto_endpoint}",
+        f"source.url={stack.jdbc_url}", f"source.query={query}", "source.partitions=5",
+        f"source.secret_id={stack.secret_id}", f"aws.endpoint_url={stack.moto_endpoint}",
         "source.fetchsize=500",
     ])
     credentials = resolve_credentials(config.source, config.aws, {})  # from moto's Secrets Manager
     df = read_source(spark, config.source, credentials)
     assert df.rdd.getNumPartitions() == 5
     rows = df.select("product_id", F.spark_partition_id().alias("p")).collect()
-    assert Counter(r.product_id for r in rows) == Counter(plain_rows(source_pg, query.rstrip(";")))
+    assert Counter(r.product_id for r in rows) == Counter(plain_rows(pg, query.rstrip(";")))
     # partition i holds exactly what predicate i selects
     derived = f"({query.rstrip(';')}) as s"
     per_partition = Counter(r.p for r in rows)
-    for i, predicate in enumerate(hash_predicates(source_stack.jdbc_url, "product_id", 5)):
-        assert per_partition.get(i, 0) == plain_rows(source_pg, f"select count(*) from {derived} where {predicate}")[0]
+    for i, predicate in enumerate(hash_predicates(stack.jdbc_url, "product_id", 5)):
+        assert per_partition.get(i, 0) == plain_rows(pg, f"select count(*) from {derived} where {predicate}")[0]
     assert all(per_partition.get(i, 0) > 0 for i in range(5))  # the hash spreads the ids
     assert sum(r.product_id is None for r in rows) == 3

@@ -8,9 +8,9 @@ from idstore.events.filter import (
     choose_join,
     estimated_broadcast_bytes,
     keep_events_in_set,
-    normalised_key,
     with_status,
 )
+from idstore.validation import normalised_key
 
 EVENTS = [
     ("e1", "A", "2024-05-01"),

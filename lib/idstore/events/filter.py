@@ -33,18 +33,6 @@ def with_status(event_id: Column):
     return transform
 
 
-def normalised_key(value: Column, trim: bool = False, case: str = "keep") -> Column:
-    """An event's id as the sync stored it: string, optionally trimmed and case-folded."""
-    value = value.cast("string")
-    if trim:
-        value = F.trim(value)
-    if case == "lower":
-        value = F.lower(value)
-    elif case == "upper":
-        value = F.upper(value)
-    return value
-
-
 def keep_events_in_set(events: DataFrame, event_key: Column, ids: DataFrame, id_col: str, broadcast: bool) -> DataFrame:
     """The events whose `event_key` is in `ids[id_col]`; columns of `events` unchanged.
 

@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from idstore import io
 from idstore.config import Config, ConfigError
-from idstore.events.filter import STATUS, JoinChoice, choose_join, keep_events_in_set, normalised_key, with_status
+from idstore.events.filter import STATUS, JoinChoice, choose_join, keep_events_in_set, with_status
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
 from idstore.events.output import (
     apply_hadoop_options,
@@ -38,6 +38,7 @@ from idstore.events.reader import (
 )
 from idstore.pipeline.common import RunFailed
 from idstore.snapshot import read_latest_snapshot
+from idstore.validation import normalised_key
 
 log = logging.getLogger(__name__)
 

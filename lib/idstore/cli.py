@@ -24,9 +24,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command in ("sync", "filter"):
+        from idstore.local_submit import local_spark_conf
         from idstore.pipeline.entry import run_job
 
-        return run_job(command, rest, master="local[*]")
+        return run_job(command, rest, master="local[*]", base_spark_conf=local_spark_conf())
     if command == "local":
         from idstore.local.cli import main as local_main
 

@@ -13,20 +13,24 @@ JOBS = {"sync": REPO / "jobs" / "sync_product_ids.py", "filter": REPO / "jobs" /
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
 
 
-def spark_submit_command(job: str, args: Sequence[str], master: str = "local[2]",
-                         spark_conf: Optional[Mapping[str, str]] = None) -> List[str]:
-    python = sys.executable
+def local_spark_conf() -> Dict[str, str]:
+    """What a local run needs that EMR provides: this Python on the workers, the JDBC jar."""
     conf = {
-        "spark.pyspark.python": python,
-        "spark.pyspark.driver.python": python,
+        "spark.pyspark.python": sys.executable,
+        "spark.pyspark.driver.python": sys.executable,
         "spark.ui.enabled": "false",
         "spark.sql.shuffle.partitions": "4",
         "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile={REPO / 'conf' / 'log4j2.properties'}",
-        **(spark_conf or {}),
     }
-    command = [str(Path(python).parent / "spark-submit"), "--master", master]
     if JDBC_JAR.exists():
-        command += ["--jars", str(JDBC_JAR)]
+        conf["spark.jars"] = str(JDBC_JAR)
+    return conf
+
+
+def spark_submit_command(job: str, args: Sequence[str], master: str = "local[2]",
+                         spark_conf: Optional[Mapping[str, str]] = None) -> List[str]:
+    conf = {**local_spark_conf(), **(spark_conf or {})}
+    command = [str(Path(sys.executable).parent / "spark-submit"), "--master", master]
     for key, value in conf.items():
         command += ["--conf", f"{key}={value}"]
     return command + [str(JOBS[job]), *args]

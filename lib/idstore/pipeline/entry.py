@@ -5,7 +5,7 @@ Shared by the spark-submit entry points in jobs/ and by `idstore sync|filter`.
 import logging
 import os
 import sys
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 from idstore.config import ConfigError, load_config
 from idstore.pipeline.common import (
@@ -32,7 +32,9 @@ DESCRIPTIONS = {
 }
 
 
-def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None) -> int:
+def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None,
+            base_spark_conf: Optional[Mapping[str, str]] = None) -> int:
+    """Run `job`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only."""
     args = parse_args(job_parser(job, DESCRIPTIONS[job]), argv)
     configure_logging(args.verbose)
     try:
@@ -44,7 +46,7 @@ def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str
 
     from idstore.spark import build_session
 
-    spark = build_session(f"idstore-{job}", config.spark, master=master)
+    spark = build_session(f"idstore-{job}", {**(base_spark_conf or {}), **config.spark}, master=master)
     code = OK
     try:
         _run(job, spark, config, report, args)
@@ -94,6 +96,7 @@ def _publish(config, report: RunReport) -> None:
 
 def _short(exc: BaseException) -> str:
     """The first line of an error; Py4J errors carry a whole JVM stack trace."""
-    text = str(exc).strip() or type(exc).__name__
+    java = getattr(exc, "java_exception", None)  # Py4JJavaError: the JVM's own message says what failed
+    text = (str(java.toString()) if java is not None else str(exc)).strip() or type(exc).__name__
     first = text.splitlines()[0]
     return f"{type(exc).__name__}: {first}"[:2000]

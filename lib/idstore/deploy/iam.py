@@ -31,15 +31,10 @@ def trust_policy(service: str) -> Dict[str, Any]:
 
 def s3_locations(config: Config, version: Optional[str] = None) -> List[Tuple[str, str, Tuple[str, ...]]]:
     """(config key, s3 uri, actions) of every S3 location the jobs touch on AWS."""
-    wanted = [
-        ("deploy.bucket", layout.release_uri(config, version), READ),
-        ("events.path", config.events.path, READ),
-        ("snapshot.path", config.snapshot.path, WRITE),
-        ("output.path", config.output.path, WRITE),
-        ("output.quarantine_path", config.output.quarantine_path, WRITE),
-        ("report.path", config.report.path, WRITE),
-        ("source.unload_tempdir", config.source.unload_tempdir, WRITE),
-        ("emr.log_uri", config.emr.log_uri, ("s3:PutObject",)),
+    log_only = ("s3:PutObject",)  # EMR writes its logs and never reads them back
+    wanted = [("deploy.bucket", layout.release_uri(config, version), READ)] + [
+        (key, uri, READ if read_only else log_only if key == "emr.log_uri" else WRITE)
+        for key, uri, read_only in layout.data_locations(config)
     ]
     found = []
     for key, uri, actions in wanted:

@@ -2,7 +2,7 @@
 
 package writes it, deploy uploads it as is, render and the bootstrap action read it.
 """
-from typing import Optional
+from typing import List, Optional, Tuple
 
 from idstore import __version__
 from idstore.config import Config, ConfigError
@@ -42,3 +42,17 @@ def artifact_uri(config: Config, relative: str, version: Optional[str] = None) -
 def conf_uri(config: Config, conf_name: str, version: Optional[str] = None) -> str:
     """Where `idstore deploy --conf FILE` puts FILE, and so where the jobs read it on AWS."""
     return artifact_uri(config, f"{CONF_DIR}/{conf_name}", version)
+
+
+def data_locations(config: Config) -> List[Tuple[str, str, bool]]:
+    """(config key, path, read only?) of every data location the jobs touch: the one list
+    that the IAM policy and the preflight checks both go through."""
+    return [
+        ("events.path", config.events.path, True),
+        ("snapshot.path", config.snapshot.path, False),
+        ("output.path", config.output.path, False),
+        ("output.quarantine_path", config.output.quarantine_path, False),
+        ("report.path", config.report.path, False),
+        ("source.unload_tempdir", config.source.unload_tempdir, False),
+        ("emr.log_uri", config.emr.log_uri, False),
+    ]

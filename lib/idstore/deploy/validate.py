@@ -94,17 +94,8 @@ def check_table(config: Config) -> Check:
 # -- S3 and local paths -----------------------------------------------------------------------
 def check_locations(config: Config) -> List[Check]:
     """Inputs must hold data; outputs must be writable places (a reachable bucket, a writable folder)."""
-    locations = [
-        ("events.path", config.events.path, True),
-        ("snapshot.path", config.snapshot.path, False),
-        ("output.path", config.output.path, False),
-        ("output.quarantine_path", config.output.quarantine_path, False),
-        ("report.path", config.report.path, False),
-        ("source.unload_tempdir", config.source.unload_tempdir, False),
-        ("emr.log_uri", config.emr.log_uri, False),
-    ]
     checks = []
-    for key, path, is_input in locations:
+    for key, path, is_input in layout.data_locations(config):
         if not path:
             checks.append(Check(key, True, "not set", skipped=True))
             continue

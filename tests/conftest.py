@@ -52,3 +52,15 @@ def pg(stack):
     conn.autocommit = True
     yield conn
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """An in-process moto server over HTTP, for tests that need AWS but not the whole stack."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()

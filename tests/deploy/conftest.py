@@ -7,7 +7,6 @@ from typing import Sequence
 import pytest
 from botocore.session import get_session
 from botocore.validate import validate_parameters
-from moto.server import ThreadedMotoServer
 
 from idstore.config import Config, load_config
 
@@ -130,15 +129,6 @@ def _model_limits(value, shape, where):
         maximum = shape.metadata.get("max")
         if maximum is not None and value > maximum:
             yield f"{where}: {value} is more than {maximum}"
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

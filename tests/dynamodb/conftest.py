@@ -1,7 +1,6 @@
 """Servers for the writer tests: a moto server and the capacity emulator, both over HTTP."""
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from idstore.testing.emulator import DynamoDBEmulator
 
@@ -15,15 +14,6 @@ def aws_credentials(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.delenv("AWS_PROFILE", raising=False)
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ help: ## list the commands
 system-deps: ## Java 17, PostgreSQL 15 and Debian's PostgreSQL JDBC driver (apt, as root)
 	@bash scripts/system-deps.sh
 
-$(STAMP): setup.py
+$(STAMP): setup.py tools/setup.py
 	@$(MAKE) --no-print-directory system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[spark,test,dev]'
+	$(PY) -m pip install --quiet -e '.[spark,test,dev]' -e ./tools
 	@touch $(STAMP)
 
 setup: $(STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools
@@ -35,10 +35,10 @@ test-unit: setup ## unit tests only (no spark-submit)
 	$(PY) -m pytest tests -q -m "not integration" -p no:cacheprovider
 
 demo: setup ## local stack, seed 100k ids and 1M events, run sync then filter with spark-submit, check, stop
-	$(PY) -m idstore.demo
+	$(PY) -m idstore_tools.demo
 
 lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Python 3.9
-	$(VENV)/bin/ruff check lib jobs tests
+	$(VENV)/bin/ruff check lib tools jobs tests
 	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
 
 bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs hand-written loop vs batch_writer
@@ -48,7 +48,7 @@ bench-filter: setup ## benchmark: 10M events, idstore vs scan-only, Python UDF a
 	$(PY) benchmarks/bench_filter.py
 
 package: setup ## build dist/: wheel, cluster wheelhouse, jobs, conf, bootstrap, manifest
-	$(PY) -m idstore.deploy.package --out dist
+	$(PY) -m idstore_tools.deploy.package --out dist
 
 clean: ## remove build output and local state
 	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse

@@ -1,4 +1,9 @@
-"""idstore: Redshift id sets into DynamoDB, and S3 event archives filtered by them."""
+"""idstore: Redshift id sets into DynamoDB, and S3 event archives filtered by them.
+
+This is the package that ships to the cluster. The tooling that runs on a laptop or in CI
+(the local stack, the capacity emulator, the demo, package/render/deploy/submit/validate and
+the `idstore` command) is the package `idstore-tools` in tools/.
+"""
 from setuptools import find_packages, setup
 
 setup(
@@ -24,8 +29,6 @@ setup(
             "pyspark==3.5.*",
             "pytest>=8",
             "chispa>=0.10",
-            "moto[server]>=5.0",
-            "pg8000>=1.30",
             "jsonata-python>=0.5",  # evaluates the rendered state machine's JSONata
         ],
         "dev": [
@@ -35,5 +38,4 @@ setup(
             "cfn-lint>=1.0",
         ],
     },
-    entry_points={"console_scripts": ["idstore=idstore.cli:main"]},
 )

@@ -40,7 +40,7 @@ def _day_job(task):
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
-    from idstore.testing.datagen import write_event_archive
+    from idstore_tools.testing.datagen import write_event_archive
 
     day = START + timedelta(days=day_index)
     write_event_archive(root, day, 1, n_events, match_ids, other_ids, fraction, seed=1000 + day_index,
@@ -71,7 +71,7 @@ def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per
     import pyarrow.parquet as pq
 
     from idstore import io
-    from idstore.testing.datagen import program_ids
+    from idstore_tools.testing.datagen import program_ids
 
     shutil.rmtree(data, ignore_errors=True)
     started = time.monotonic()

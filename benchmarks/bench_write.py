@@ -48,7 +48,7 @@ class Emulator:
 
     def __init__(self, rate: float, latency_ms: float) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "idstore.testing.emulator", "--port", "0", "--latency-ms", str(latency_ms),
+            [sys.executable, "-m", "idstore_tools.testing.emulator", "--port", "0", "--latency-ms", str(latency_ms),
              "--write-rate", str(rate), "--burst-s", "1", "--seed", "1"],
             stdout=subprocess.PIPE, text=True,
         )

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from idstore.local.stack import MOTO_ENV
-from idstore.local_submit import JDBC_JAR
+from idstore_tools.local.stack import MOTO_ENV
+from idstore_tools.local_submit import JDBC_JAR
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
 # moto takes any credentials; Spark's Python workers inherit the JVM's environment,
@@ -37,7 +37,7 @@ def spark():
 @pytest.fixture(scope="session")
 def stack():
     """One local stack (PostgreSQL + moto server) for every test that needs one."""
-    from idstore.local.stack import LocalStack
+    from idstore_tools.local.stack import LocalStack
 
     with LocalStack() as info:
         yield info
@@ -46,7 +46,7 @@ def stack():
 @pytest.fixture
 def pg(stack):
     """A connection to the stack's PostgreSQL, autocommit."""
-    from idstore.local.stack import connect_postgres
+    from idstore_tools.local.stack import connect_postgres
 
     conn = connect_postgres(stack)
     conn.autocommit = True

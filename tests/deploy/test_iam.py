@@ -1,8 +1,8 @@
 """The IAM policies name only what the config names; a wildcard only where AWS leaves no choice."""
 import pytest
 
-from idstore.deploy import iam, render
-from idstore.deploy.naming import Names
+from idstore_tools.deploy import iam, render
+from idstore_tools.deploy.naming import Names
 
 ACCOUNT = "123456789012"
 CONF_URI = "s3://example-idstore-artifacts/idstore/releases/0.1.0/conf/prod.toml"

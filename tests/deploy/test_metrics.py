@@ -3,7 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from idstore.deploy.metrics import publish_run_metrics, run_metrics
+from idstore.metrics import publish_run_metrics, run_metrics
 from idstore.pipeline.common import RunReport
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from idstore import __version__
-from idstore.deploy import layout, package
+from idstore_tools.deploy import layout, package
 
 REPO = Path(__file__).resolve().parents[2]
 BOOTSTRAP = REPO / "bootstrap" / "install-idstore.sh"
@@ -32,7 +32,7 @@ def pypi_reachable() -> bool:
 def quick_dist(tmp_path_factory) -> Path:
     """dist/ without the wheelhouse, as `make package` builds it with --no-wheelhouse."""
     out = tmp_path_factory.mktemp("quick") / "dist"
-    result = subprocess.run([sys.executable, "-m", "idstore.deploy.package", "--out", str(out), "--no-wheelhouse"],
+    result = subprocess.run([sys.executable, "-m", "idstore_tools.deploy.package", "--out", str(out), "--no-wheelhouse"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out

@@ -7,14 +7,14 @@ import sys
 import pytest
 
 from idstore import __version__
-from idstore.deploy import cli
-from idstore.deploy.publish import DeployError, deploy
+from idstore_tools.deploy import cli
+from idstore_tools.deploy.publish import DeployError, deploy
 
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory):
     out = tmp_path_factory.mktemp("publish") / "dist"
-    result = subprocess.run([sys.executable, "-m", "idstore.deploy.package", "--out", str(out), "--no-wheelhouse"],
+    result = subprocess.run([sys.executable, "-m", "idstore_tools.deploy.package", "--out", str(out), "--no-wheelhouse"],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
     return out

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from idstore.deploy import cli, layout, render
+from idstore_tools.deploy import cli, layout, render
 
 RELEASE = "s3://example-idstore-artifacts/idstore/releases/0.1.0"
 CONF_URI = f"{RELEASE}/conf/prod.toml"

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from idstore.deploy import cli, layout, render, submit
+from idstore_tools.deploy import cli, layout, render, submit
 
 
 @pytest.fixture

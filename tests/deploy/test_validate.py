@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from idstore.deploy import cli
-from idstore.deploy.validate import run_checks
+from idstore_tools.deploy import cli
+from idstore_tools.deploy.validate import run_checks
 
 SECRET = "idstore/redshift-etl"
 
@@ -123,7 +123,7 @@ def test_local_paths_and_an_env_password(make_config, tmp_path, monkeypatch, mot
 
 def test_check_source_reports_an_unreachable_database_without_the_password(make_config, moto_overrides, deployed):
     pytest.importorskip("pyspark")
-    from idstore.local.stack import free_port
+    from idstore_tools.local.stack import free_port
 
     password = "pw-" + uuid.uuid4().hex
     config = make_config([*moto_overrides, f"dynamodb.table={deployed}", "source.secret_id=",

@@ -2,7 +2,7 @@
 import boto3
 import pytest
 
-from idstore.testing.emulator import DynamoDBEmulator
+from idstore_tools.testing.emulator import DynamoDBEmulator
 
 TABLE = "IdentifierStore"
 KEY = "product_id"

@@ -3,7 +3,7 @@ import pytest
 
 from idstore.dynamodb.rate import choose_write_rate, per_task_rate
 from idstore.dynamodb.writer import PartitionWriter, WriteFailed, WriterSettings
-from idstore.testing.readback import scan_items as scan_all
+from idstore_tools.testing.readback import scan_items as scan_all
 
 
 def _writer(endpoint, table, **kw):

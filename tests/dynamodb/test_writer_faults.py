@@ -9,7 +9,7 @@ import time
 import pytest
 
 from idstore.dynamodb.writer import PartitionWriter, WriteFailed, WriterSettings
-from idstore.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
+from idstore_tools.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
 
 from .conftest import KEY, TABLE, create_table
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from idstore.pipeline.common import RunFailed
-from idstore.testing.datagen import program_ids, write_event_archive
+from idstore_tools.testing.datagen import program_ids, write_event_archive
 
 from .conftest import (
     FLAT_SCHEMA,

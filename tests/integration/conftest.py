@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from idstore.local.stack import MOTO_ENV, aws_client, write_local_config
-from idstore.local_submit import REPO, spark_submit
+from idstore_tools.local.stack import MOTO_ENV, aws_client, write_local_config
+from idstore_tools.local_submit import REPO, spark_submit
 
 
 @pytest.fixture
@@ -56,7 +56,7 @@ def create_source_table(pg, name, rows):
 
 def start_job(job, conf, *args, log_path, env=None):
     """Start a job's spark-submit in a process group of its own; output goes to `log_path`."""
-    from idstore.local_submit import spark_submit_command
+    from idstore_tools.local_submit import spark_submit_command
 
     environ = {
         **os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
@@ -71,7 +71,7 @@ def start_job(job, conf, *args, log_path, env=None):
 
 def kill_job(proc, timeout_s=30.0):
     """SIGKILL a started job and everything it started (Spark's Python daemon has its own group)."""
-    from idstore.local.stack import descendants
+    from idstore_tools.local.stack import descendants
 
     children = descendants(proc.pid)
     os.killpg(proc.pid, signal.SIGKILL)

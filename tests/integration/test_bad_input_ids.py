@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from idstore.testing.readback import scan_key_set
+from idstore_tools.testing.readback import scan_key_set
 
 from .conftest import create_source_table, run_job
 

@@ -4,7 +4,7 @@ from datetime import date
 import pyarrow.parquet as pq
 import pytest
 
-from idstore.testing.datagen import read_event_archive, write_event_archive
+from idstore_tools.testing.datagen import read_event_archive, write_event_archive
 
 from .conftest import create_source_table, run_job
 

@@ -13,8 +13,8 @@ import uuid
 import boto3
 import pytest
 
-from idstore.local_submit import spark_submit_command
-from idstore.testing.emulator import DynamoDBEmulator
+from idstore_tools.local_submit import spark_submit_command
+from idstore_tools.testing.emulator import DynamoDBEmulator
 
 from .conftest import MOTO_ENV, create_source_table, run_job
 
@@ -31,7 +31,7 @@ def emulator():
 
 @pytest.fixture(scope="module")
 def fault_source(stack):
-    from idstore.local.stack import connect_postgres
+    from idstore_tools.local.stack import connect_postgres
 
     conn = connect_postgres(stack)
     conn.autocommit = True

@@ -17,7 +17,6 @@ import pytest
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, load_config
-from idstore.local.stack import aws_client
 from idstore.pipeline.common import REDACTED, RunRefused, RunReport, redacted_config
 from idstore.pipeline.entry import run_job as run_job_in_process
 from idstore.pipeline.sync import (
@@ -28,7 +27,8 @@ from idstore.pipeline.sync import (
     with_attribute_types,
 )
 from idstore.snapshot import POINTER, read_latest_snapshot, write_snapshot
-from idstore.testing.readback import scan_items
+from idstore_tools.local.stack import aws_client
+from idstore_tools.testing.readback import scan_items
 
 from .conftest import create_source_table, kill_job, run_job, start_job
 

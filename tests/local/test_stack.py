@@ -15,7 +15,7 @@ import pg8000.dbapi
 import pytest
 import tomllib
 
-from idstore.local import (
+from idstore_tools.local import (
     LocalStack,
     StackError,
     connect_postgres,
@@ -243,7 +243,7 @@ def test_a_start_that_fails_half_way_stops_what_it_started():
 
 def _cli(*args, timeout=120):
     return subprocess.run(
-        [sys.executable, "-m", "idstore.local", *args],
+        [sys.executable, "-m", "idstore_tools.local", *args],
         capture_output=True,
         text=True,
         timeout=timeout,

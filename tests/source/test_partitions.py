@@ -16,7 +16,7 @@ ODD_IDS = [None, None, None, "", " ", "  ", "é", "日本語", "😀", "x" * 300
 
 @pytest.fixture(scope="module")
 def source_table(stack):
-    from idstore.local.stack import connect_postgres
+    from idstore_tools.local.stack import connect_postgres
 
     conn = connect_postgres(stack)
     conn.autocommit = True

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from idstore.local import LocalStack, connect_postgres
-from idstore.testing.datagen import (
+from idstore_tools.local import LocalStack, connect_postgres
+from idstore_tools.testing.datagen import (
     program_ids,
     read_event_archive,
     seed_program_products,

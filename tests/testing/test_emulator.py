@@ -12,7 +12,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from idstore.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
+from idstore_tools.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
 
 HASH_TABLE = "IdentifierStore"
 RANGE_TABLE = "ProgramMembers"
@@ -577,7 +577,7 @@ def admin(url, path, body=None):
 def test_cli_serves_and_admin_endpoints_work():
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "idstore.testing.emulator",
+            sys.executable, "-m", "idstore_tools.testing.emulator",
             "--port", "0", "--latency-ms", "1", "--write-rate", "0", "--seed", "5",
             "--throttle-fraction", "0", "--unprocessed-fraction", "0",
         ],

@@ -80,7 +80,7 @@ def _run(job, spark, config, report, args) -> None:
 
 def _publish(config, report: RunReport) -> None:
     """The JSON report, CloudWatch metrics when [cloudwatch] is on, and the summary on stdout."""
-    from idstore.deploy.metrics import publish_run_metrics
+    from idstore.metrics import publish_run_metrics
 
     try:
         where = write_report(config, report)

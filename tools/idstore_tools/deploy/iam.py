@@ -10,8 +10,8 @@ from urllib.parse import urlparse
 
 from idstore import io
 from idstore.config import Config, ConfigError
-from idstore.deploy import layout
-from idstore.deploy.naming import Names, arn, partition
+from idstore_tools.deploy import layout
+from idstore_tools.deploy.naming import Names, arn, partition
 
 READ = ("s3:GetObject",)
 WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")

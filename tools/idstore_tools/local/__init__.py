@@ -3,7 +3,7 @@
 `LocalStack` runs them in-process; `idstore local up|down|status|seed` runs them detached.
 """
 
-from idstore.local.stack import (
+from idstore_tools.local.stack import (
     LocalStack,
     StackError,
     StackInfo,

@@ -24,16 +24,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if args else 2
     command, rest = args[0], args[1:]
     if command in ("sync", "filter"):
-        from idstore.local_submit import local_spark_conf
         from idstore.pipeline.entry import run_job
+        from idstore_tools.local_submit import local_spark_conf
 
         return run_job(command, rest, master="local[*]", base_spark_conf=local_spark_conf())
     if command == "local":
-        from idstore.local.cli import main as local_main
+        from idstore_tools.local.cli import main as local_main
 
         return local_main(rest)
     if command in ("render", "deploy", "submit", "validate"):
-        from idstore.deploy.cli import main as deploy_main
+        from idstore_tools.deploy.cli import main as deploy_main
 
         return deploy_main([command, *rest])
     print(f"idstore: unknown command {command!r}\n\n{USAGE}", file=sys.stderr)

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from idstore.config import Config, ConfigError
-from idstore.deploy import layout
-from idstore.deploy.naming import Names
+from idstore_tools.deploy import layout
+from idstore_tools.deploy.naming import Names
 
 JOB_ORDER = ("sync", "filter")
 PYTHON_PATHS = {"python3": "/usr/bin/python3", "python3.9": "/usr/bin/python3.9", "python3.11": "/usr/bin/python3.11"}
@@ -340,7 +340,7 @@ def schedule_request(config: Config) -> Dict[str, Any]:
 # -- all of it --------------------------------------------------------------------------------
 def render_all(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
     """{file name: JSON document} for `idstore render`."""
-    from idstore.deploy import iam, template
+    from idstore_tools.deploy import iam, template
 
     files: Dict[str, Any] = {
         "emr-steps.json": emr_steps(config, conf_uri, version=version),

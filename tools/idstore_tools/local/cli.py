@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from idstore.local.stack import (
+from idstore_tools.local.stack import (
     SECRET_ID,
     TABLE,
     LocalStack,
@@ -216,7 +216,7 @@ def _status(args: argparse.Namespace) -> int:
 
 
 def _seed(args: argparse.Namespace) -> int:
-    from idstore.testing.datagen import (
+    from idstore_tools.testing.datagen import (
         program_ids,
         seed_program_products,
         write_event_archive,

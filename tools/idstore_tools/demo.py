@@ -14,12 +14,19 @@ from datetime import date
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
-from idstore.local.stack import MOTO_ENV, LocalStack, aws_client, connect_postgres, create_id_table, write_local_config
-from idstore.local_submit import spark_submit
-from idstore.testing.datagen import read_event_archive, seed_program_products, write_event_archive
-from idstore.testing.readback import scan_key_set
+from idstore_tools.local.stack import (
+    MOTO_ENV,
+    LocalStack,
+    aws_client,
+    connect_postgres,
+    create_id_table,
+    write_local_config,
+)
+from idstore_tools.local_submit import spark_submit
+from idstore_tools.testing.datagen import read_event_archive, seed_program_products, write_event_archive
+from idstore_tools.testing.readback import scan_key_set
 
-log = logging.getLogger("idstore.demo")
+log = logging.getLogger("idstore_tools.demo")
 
 
 

@@ -7,7 +7,7 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 from idstore.config import Config
-from idstore.deploy import render
+from idstore_tools.deploy import render
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Build dist/: the idstore wheel, a wheelhouse of its runtime dependencies for EMR's nodes,
 the job entry points, the conf files, the bootstrap action and a manifest with checksums.
 
-    python -m idstore.deploy.package --out dist [--no-wheelhouse] [--target 3.11-x86_64 ...]
+    python -m idstore_tools.deploy.package --out dist [--no-wheelhouse] [--target 3.11-x86_64 ...]
 
 The wheelhouse is fetched with `pip download --platform ... --only-binary=:all:`, so one
 machine builds it for every cluster: manylinux x86_64 and aarch64, CPython 3.9 and 3.11.
@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from idstore.deploy import layout
+from idstore_tools.deploy import layout
 
 log = logging.getLogger(__name__)
 
@@ -363,7 +363,8 @@ def _git_info(source: Path) -> Dict[str, Any]:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m idstore.deploy.package", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m idstore_tools.deploy.package",
+                                     description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="dist", type=Path, help="where to build (replaced; default dist)")
     parser.add_argument("--source", default=REPO, type=Path, help="the idstore source tree (default: this one)")
     parser.add_argument("--no-wheelhouse", action="store_true",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from idstore.config import Config, ConfigError, load_config
-from idstore.deploy import layout, render
+from idstore_tools.deploy import layout, render
 
 COMMANDS = ("render", "deploy", "submit", "validate")
 
@@ -93,8 +93,8 @@ def _render(config: Config, options) -> int:
 
 
 def _deploy(config: Config, options) -> int:
-    from idstore.deploy.package import PackageError
-    from idstore.deploy.publish import DeployError, deploy
+    from idstore_tools.deploy.package import PackageError
+    from idstore_tools.deploy.publish import DeployError, deploy
 
     conf_files: List[Path] = [] if options.no_conf or options.conf.startswith("s3://") else [Path(options.conf)]
     try:
@@ -111,7 +111,7 @@ def _deploy(config: Config, options) -> int:
 
 
 def _submit(config: Config, options) -> int:
-    from idstore.deploy import submit
+    from idstore_tools.deploy import submit
 
     jobs = [job.strip() for job in options.jobs.split(",") if job.strip()]
     unknown = [job for job in jobs if job not in render.JOB_ORDER]
@@ -140,7 +140,7 @@ def _submit(config: Config, options) -> int:
 
 
 def _validate(config: Config, options) -> int:
-    from idstore.deploy.validate import checklist, run_checks
+    from idstore_tools.deploy.validate import checklist, run_checks
 
     conf_uri = _conf_uri(config, options) if config.deploy.bucket else None
     checks = run_checks(config, check_source=options.check_source, version=options.version, conf_uri=conf_uri)

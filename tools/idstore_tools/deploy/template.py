@@ -8,8 +8,8 @@ import json
 from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
-from idstore.deploy import iam, render
-from idstore.deploy.naming import Names
+from idstore_tools.deploy import iam, render
+from idstore_tools.deploy.naming import Names
 
 EMR_SERVICE_POLICY = "arn:{partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 JOB_METRICS = {

@@ -11,7 +11,7 @@ from typing import Callable, List, Mapping, Optional
 
 from idstore import io
 from idstore.config import Config, ConfigError
-from idstore.deploy import layout
+from idstore_tools.deploy import layout
 
 
 @dataclass(frozen=True)

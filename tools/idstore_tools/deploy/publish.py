@@ -11,8 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from idstore import io
 from idstore.config import Config, load_config
-from idstore.deploy import layout
-from idstore.deploy.package import sha256_of, verify_dist
+from idstore_tools.deploy import layout
+from idstore_tools.deploy.package import sha256_of, verify_dist
 
 log = logging.getLogger(__name__)
 

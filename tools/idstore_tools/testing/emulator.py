@@ -22,7 +22,7 @@ In-process use::
 
 From another process (e.g. Spark executors)::
 
-    python -m idstore.testing.emulator --port 0 --latency-ms 10 --write-rate 10000
+    python -m idstore_tools.testing.emulator --port 0 --latency-ms 10 --write-rate 10000
 
 prints its endpoint URL as the first stdout line and serves until killed.
 Admin paths on the same server: ``GET /_emulator/metrics``,
@@ -1395,7 +1395,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m idstore.testing.emulator",
+        prog="python -m idstore_tools.testing.emulator",
         description="Serve a DynamoDB capacity emulator until killed; prints its endpoint URL first.",
     )
     p.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,20 @@
+"""idstore-tools: what runs on a developer's machine or in CI, never on the cluster.
+
+The local stack (PostgreSQL + moto), the DynamoDB capacity emulator, the demo, the deploy
+tooling (package, render, deploy, submit, validate) and the `idstore` command.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="idstore-tools",
+    version="0.1.0",
+    description="Local stack, emulator, demo and EMR deploy tooling for idstore",
+    packages=find_packages(include=["idstore_tools", "idstore_tools.*"]),
+    python_requires=">=3.9",
+    install_requires=[
+        "idstore",
+        "moto[server]>=5.0",
+        "pg8000>=1.30",
+    ],
+    entry_points={"console_scripts": ["idstore=idstore_tools.cli:main"]},
+)

@@ -11,6 +11,12 @@ log = logging.getLogger(__name__)
 
 FAILED_OUTCOMES = ("failed", "refused")
 WRITER_DETAILS = ("writer", "deleter")  # details holding a writer's summed stats
+# The metric names, once: the jobs publish them, the rendered dashboard and alarms read them.
+RUN_METRICS = ("DurationSeconds", "RunsSucceeded", "RunsFailed")
+JOB_METRICS = {
+    "sync": ("ItemsPut", "ItemsDeleted", "ItemsRejected", "ConsumedWCU", "Throttles"),
+    "filter": ("EventsRead", "EventsMatched", "EventsQuarantined"),
+}
 
 
 def run_metrics(report) -> List[Dict[str, Any]]:

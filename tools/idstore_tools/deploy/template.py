@@ -8,14 +8,11 @@ import json
 from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
+from idstore.metrics import JOB_METRICS
 from idstore_tools.deploy import iam, render
 from idstore_tools.deploy.naming import Names
 
 EMR_SERVICE_POLICY = "arn:{partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
-JOB_METRICS = {
-    "sync": ("ItemsPut", "ItemsDeleted", "ItemsRejected", "ConsumedWCU", "Throttles"),
-    "filter": ("EventsRead", "EventsMatched", "EventsQuarantined"),
-}
 
 
 def cloudformation_template(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:

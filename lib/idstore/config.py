@@ -14,6 +14,8 @@ if sys.version_info >= (3, 11):
 else:  # EMR 7's python3 is 3.9
     import tomli as tomllib
 
+from idstore.secrets import url_credential_options
+
 BASE_CONF = Path(__file__).resolve().parent / "base.toml"
 
 
@@ -267,12 +269,12 @@ def _check_value(section: str, key: str, value: Any) -> None:
 
 
 def _check_secrets(config: Config) -> None:
-    """Refuse passwords where they would leak: in the JDBC URL."""
-    from idstore.source.credentials import url_has_password
-
-    if url_has_password(config.source.url):
+    """Refuse credentials where they would leak: in the JDBC URL (never echoing them)."""
+    options = url_credential_options(config.source.url)
+    if options:
         raise ConfigError(
-            "source.url: holds a password; use source.password_env or source.secret_id instead"
+            f"source.url: carries a credential ({', '.join(options)}); remove it and use "
+            "source.password_env, source.secret_id or a jdbc:redshift:iam:// URL with the cluster's role"
         )
 
 

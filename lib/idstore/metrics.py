@@ -3,54 +3,39 @@ failed-run alarm of the CloudFormation template read. One data point per figure 
 dimension Job = sync | filter."""
 import logging
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
 
 log = logging.getLogger(__name__)
 
 FAILED_OUTCOMES = ("failed", "refused")
-WRITER_DETAILS = ("writer", "deleter")  # details holding a writer's summed stats
-# The metric names, once: the jobs publish them, the rendered dashboard and alarms read them.
-RUN_METRICS = ("DurationSeconds", "RunsSucceeded", "RunsFailed")
+
+# The metric names, once: the jobs record them (RunReport.metrics), the rendered dashboard and
+# alarms read them.
+DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED = "DurationSeconds", "RunsSucceeded", "RunsFailed"
+ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED = "ItemsPut", "ItemsDeleted", "ItemsRejected"
+CONSUMED_WCU, THROTTLES = "ConsumedWCU", "Throttles"
+EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED = "EventsRead", "EventsMatched", "EventsQuarantined"
+RUN_METRICS = (DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED)
 JOB_METRICS = {
-    "sync": ("ItemsPut", "ItemsDeleted", "ItemsRejected", "ConsumedWCU", "Throttles"),
-    "filter": ("EventsRead", "EventsMatched", "EventsQuarantined"),
+    "sync": (ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED, CONSUMED_WCU, THROTTLES),
+    "filter": (EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED),
 }
 
 
 def run_metrics(report) -> List[Dict[str, Any]]:
-    """MetricData for put_metric_data from a RunReport (figures the run did not produce are left out)."""
-    counts: Mapping[str, Any] = report.counts
-    details: Mapping[str, Any] = report.details
+    """MetricData for put_metric_data from a RunReport: the run's outcome and what the job recorded."""
     figures: Dict[str, Optional[float]] = {
-        "DurationSeconds": report.durations_s.get("total"),
-        "RunsSucceeded": 1.0 if report.outcome == "succeeded" else 0.0,
-        "RunsFailed": 1.0 if report.outcome in FAILED_OUTCOMES else 0.0,
+        DURATION_SECONDS: report.durations_s.get("total"),
+        RUNS_SUCCEEDED: 1.0 if report.outcome == "succeeded" else 0.0,
+        RUNS_FAILED: 1.0 if report.outcome in FAILED_OUTCOMES else 0.0,
     }
-    if report.job == "sync":
-        writers = [details[name] for name in WRITER_DETAILS if isinstance(details.get(name), Mapping)]
-        figures.update(
-            ItemsPut=counts.get("written"),
-            ItemsDeleted=counts.get("deleted"),
-            ItemsRejected=_sum(counts, "rejected", "writer_rejected"),
-            ConsumedWCU=_sum_of(writers, "consumed_wcu"),
-            # throttle errors retried and UnprocessedItems re-sent: both are DynamoDB pushing back
-            Throttles=_sum(
-                {k: _sum_of(writers, k) for k in ("retries_throttle", "unprocessed_resent")},
-                "retries_throttle", "unprocessed_resent",
-            ),
-        )
-    else:
-        figures.update(
-            EventsRead=counts.get("events_read"),
-            EventsMatched=counts.get("matched"),
-            EventsQuarantined=_sum(counts, "malformed", "missing_id"),
-        )
+    figures.update({name: report.metrics[name] for name in JOB_METRICS[report.job] if name in report.metrics})
     now = datetime.now(timezone.utc)
     return [
         {"MetricName": name, "Dimensions": [{"Name": "Job", "Value": report.job}], "Timestamp": now,
-         "Value": float(value), "Unit": "Seconds" if name == "DurationSeconds" else "Count"}
+         "Value": float(value), "Unit": "Seconds" if name == DURATION_SECONDS else "Count"}
         for name, value in figures.items()
         if value is not None
     ]
@@ -75,13 +60,3 @@ def publish_run_metrics(config: Config, report, client=None) -> int:
         return 0
     log.info("published %d run metrics to CloudWatch namespace %s", len(data), config.cloudwatch.namespace)
     return len(data)
-
-
-def _sum(counts: Mapping[str, Any], *keys: str) -> Optional[float]:
-    present = [float(counts[k]) for k in keys if counts.get(k) is not None]
-    return sum(present) if present else None
-
-
-def _sum_of(stats: List[Mapping[str, Any]], key: str) -> Optional[float]:
-    present = [float(s[key]) for s in stats if s.get(key) is not None]
-    return sum(present) if present else None

@@ -3,14 +3,13 @@ from typing import Mapping, Optional
 
 from pyspark.sql import SparkSession
 
+from idstore.secrets import with_redaction_kept
+
 # Defaults every idstore job relies on; config [spark] settings win over them.
 JOB_DEFAULTS = {
     # a re-run of one day replaces that day only
     "spark.sql.sources.partitionOverwriteMode": "dynamic",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
-    # passwords never show in the UI, plans or event logs
-    "spark.redaction.regex": "(?i)secret|password|token|credential",
-    "spark.sql.redaction.options.regex": "(?i)url|password|secret|user",
 }
 
 
@@ -19,6 +18,7 @@ def build_session(app_name: str, conf: Mapping[str, str], master: Optional[str] 
     builder = SparkSession.builder.appName(app_name)
     if master:
         builder = builder.master(master)
-    for key, value in {**JOB_DEFAULTS, **conf}.items():
+    # passwords never show in the UI, plans or event logs: [spark] can widen that, not narrow it
+    for key, value in with_redaction_kept({**JOB_DEFAULTS, **conf}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()

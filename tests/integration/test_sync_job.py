@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, load_config
-from idstore.pipeline.common import REDACTED, RunRefused, RunReport, redacted_config
+from idstore.pipeline.common import RunRefused, RunReport, redacted_config
 from idstore.pipeline.entry import run_job as run_job_in_process
 from idstore.pipeline.sync import (
     item_constants,
@@ -149,6 +149,8 @@ def test_the_scan_is_paced_like_the_writes():
 
 
 def test_report_config_masks_secret_looking_spark_settings():
+    from idstore.secrets import REDACTED
+
     config = load_config(None, ["spark.spark.hadoop.fs.s3a.secret.key=abc", "spark.spark.executor.cores=2"])
     spark_conf = redacted_config(config)["spark"]
     assert spark_conf == {"spark.hadoop.fs.s3a.secret.key": REDACTED, "spark.executor.cores": "2"}
@@ -274,6 +276,10 @@ def test_upsert_writes_the_valid_set_with_typed_attributes_and_reports_it(stack,
     assert report["details"]["rejected_by_reason"] == {"null": 1, "empty": 1, "blank": 1, "key_too_long": 1}
     assert report["details"]["consumed_wcu"] >= len(good)
     assert report["details"]["put_items_per_s"] > 0 and isinstance(report["details"]["retries"], int)
+    # the CloudWatch figures the run publishes, against the inputs
+    metrics = report["metrics"]
+    assert (metrics["ItemsPut"], metrics["ItemsRejected"]) == (len(good), len(bad))
+    assert metrics["ConsumedWCU"] >= len(good) and metrics["Throttles"] == 0
     assert {"read_validate", "write", "snapshot", "total"} <= set(report["durations_s"])
     assert report["config"]["source"]["secret_id"] == stack.secret_id
 
@@ -320,6 +326,7 @@ def test_a_dry_run_writes_nothing_then_mirror_deletes_exactly_the_stale_ids(stac
     assert all("origin" not in item for item in items.values())  # puts replace whole items
     assert report["counts"]["table_keys_before"] == 270
     assert report["counts"]["stale"] == report["counts"]["deleted"] == len(stale)
+    assert (report["metrics"]["ItemsPut"], report["metrics"]["ItemsDeleted"]) == (len(source), len(stale))
     assert json.loads((data / "snapshots" / POINTER).read_text())["run_id"] == report["run_id"]
     assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
 
@@ -396,7 +403,7 @@ def test_reports_go_to_s3_through_boto3_and_never_hold_a_looked_up_password(monk
     from moto import mock_aws
 
     from idstore.pipeline.common import write_report
-    from idstore.source.credentials import remember_secret
+    from idstore.secrets import REDACTED, remember_secret
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -7,14 +7,8 @@ import pytest
 from moto import mock_aws
 
 from idstore.config import ConfigError, load_config
-from idstore.source.credentials import (
-    REDACTED,
-    Credentials,
-    RedactingFilter,
-    resolve_credentials,
-    scrub,
-    url_has_password,
-)
+from idstore.secrets import REDACTED, RedactingFilter, scrub, url_credential_options
+from idstore.source.credentials import Credentials, resolve_credentials
 
 PASSWORD = "s3cr3t-Pa55-for-tests"
 
@@ -73,16 +67,32 @@ def test_credentials_must_be_named_exactly_once(overrides, message):
         resolve_credentials(cfg.source, cfg.aws, {})
 
 
-@pytest.mark.parametrize("url", [
-    "jdbc:redshift://h:5439/dev?user=etl&password=x",
-    "jdbc:redshift://h:5439/dev;Password=x",
-    "jdbc:postgresql://etl:x@h:5432/db",
+@pytest.mark.parametrize("url, option", [
+    ("jdbc:redshift://h:5439/dev?user=etl&password=x", "password"),
+    ("jdbc:redshift://h:5439/dev;Password=x", "Password"),
+    ("jdbc:postgresql://etl:x@h:5432/db", "password"),
+    ("jdbc:redshift://h:5439/dev?AccessKeyID=AKIAX&SecretAccessKey=x", "SecretAccessKey"),
+    ("jdbc:redshift:iam://h:5439/dev?DbUser=etl&SessionToken=x", "SessionToken"),
+    ("jdbc:redshift://h:5439/dev;UID=etl;PWD=x", "PWD"),
+    ("jdbc:redshift://h:5439/dev?ssl=true&client_secret=x", "client_secret"),
 ])
-def test_urls_with_a_password_are_refused_at_load_without_echoing_it(url):
-    assert url_has_password(url)
+def test_urls_carrying_a_credential_are_refused_at_load_naming_the_option_not_its_value(url, option):
+    assert option in url_credential_options(url)
     with pytest.raises(ConfigError, match="source.url") as info:
         load_config(None, [f"source.url={url}"])
-    assert "x@" not in str(info.value) and "=x" not in str(info.value)
+    assert option in str(info.value)
+    assert "x@" not in str(info.value) and "=x" not in str(info.value) and "AKIAX" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", [
+    "jdbc:redshift://h:5439/dev",
+    "jdbc:redshift://h:5439/dev?ssl=true&DbUser=etl&AutoCreate=true",
+    "jdbc:redshift:iam://cluster:us-east-1/dev?DbUser=etl&DbGroups=g",
+    "jdbc:postgresql://h:5432/db?user=etl&sslmode=require",
+])
+def test_urls_without_a_credential_are_accepted(url):
+    assert url_credential_options(url) == []
+    assert load_config(None, [f"source.url={url}"]).source.url == url
 
 
 def test_looked_up_passwords_are_scrubbed_from_log_records_and_tracebacks():

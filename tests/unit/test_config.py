@@ -42,8 +42,8 @@ def test_set_converts_to_the_type_of_the_key(override, value):
     ("nosuch.key=1", "unknown section 'nosuch'"),
     ("source.nosuch=1", "source.nosuch: unknown key"),
     ("novalue", "expected section.key=value"),
-    ("source.url=jdbc:postgresql://etl:hunter2@db:5432/x", "source.url: holds a password"),
-    ("source.url=jdbc:redshift://h:5439/dev;Password=hunter2", "source.url: holds a password"),
+    ("source.url=jdbc:postgresql://etl:hunter2@db:5432/x", "source.url: carries a credential"),
+    ("source.url=jdbc:redshift://h:5439/dev;Password=hunter2", "source.url: carries a credential"),
 ])
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):

@@ -1,7 +1,6 @@
 """What both jobs share: their command line, run ids, outcomes and run reports."""
 import argparse
 import logging
-import re
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -10,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from idstore import io
 from idstore.config import Config
-from idstore.source.credentials import REDACTED, RedactingFilter, scrub
+from idstore.secrets import REDACTED, RedactingFilter, looks_secret, scrubbed
 
 log = logging.getLogger(__name__)
 
@@ -69,25 +68,10 @@ def configure_logging(verbose: bool = False) -> None:
             handler.addFilter(RedactingFilter())
 
 
-# Spark's own spark.redaction.regex default, for [spark] settings copied into reports
-_SECRET_SETTING = re.compile(r"(?i)secret|password|token|credential")
-
-
 def redacted_config(config: Config) -> Dict[str, Any]:
     """The config for a report: [spark] values whose names look secret are masked."""
     data = config.redacted()
-    data["spark"] = {k: REDACTED if _SECRET_SETTING.search(k) else v for k, v in data.get("spark", {}).items()}
-    return data
-
-
-def scrubbed(data: Any) -> Any:
-    """`data` (JSON-like) with every password idstore looked up replaced."""
-    if isinstance(data, str):
-        return scrub(data)
-    if isinstance(data, dict):
-        return {key: scrubbed(value) for key, value in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [scrubbed(value) for value in data]
+    data["spark"] = {k: REDACTED if looks_secret(k) else v for k, v in data.get("spark", {}).items()}
     return data
 
 
@@ -104,6 +88,7 @@ class RunReport:
     counts: Dict[str, Any] = field(default_factory=dict)
     details: Dict[str, Any] = field(default_factory=dict)
     durations_s: Dict[str, float] = field(default_factory=dict)
+    metrics: Dict[str, float] = field(default_factory=dict)  # CloudWatch figures, by idstore.metrics name
     _clock: float = field(default_factory=time.monotonic, repr=False)
 
     def timed(self, name: str):
@@ -133,12 +118,15 @@ class RunReport:
 class _Timer:
     def __init__(self, report: RunReport, name: str):
         self.report, self.name = report, name
+        self.seconds = 0.0
 
-    def __enter__(self):
+    def __enter__(self) -> "_Timer":
         self.started = time.monotonic()
+        return self
 
     def __exit__(self, *exc) -> None:
-        self.report.durations_s[self.name] = round(time.monotonic() - self.started, 3)
+        self.seconds = round(time.monotonic() - self.started, 3)
+        self.report.durations_s[self.name] = self.seconds
 
 
 def _fmt(value: Any) -> str:

@@ -16,6 +16,7 @@ from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
 from idstore import io
+from idstore import metrics as M
 from idstore.config import Config, ConfigError
 from idstore.events.filter import STATUS, JoinChoice, choose_join, keep_events_in_set, with_status
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
@@ -36,8 +37,8 @@ from idstore.events.reader import (
     list_partitions,
     read_events,
 )
+from idstore.idset import id_set_stats, load_ids
 from idstore.pipeline.common import RunFailed
-from idstore.snapshot import read_latest_snapshot
 from idstore.validation import normalised_key
 
 log = logging.getLogger(__name__)
@@ -57,27 +58,6 @@ class PassCounts:
     read_per_day: Dict[str, int]
     matched_per_day: Dict[str, int]
     files_with_bad_rows: List[str] = field(default_factory=list)
-
-
-def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> DataFrame:
-    """The id set as one column named source.id_column: snapshot (default), dynamodb or source."""
-    if ids_from == "source":
-        from idstore.pipeline.sync import load_id_set
-
-        return load_id_set(spark, config, environ)[1]
-    if ids_from == "dynamodb":
-        from idstore.dynamodb.scanner import scan_keys
-
-        keys = scan_keys(spark, config.dynamodb, read_rate=config.dynamodb.read_rate)
-        return keys.withColumnRenamed("key", config.source.id_column)
-    return read_latest_snapshot(spark, config)
-
-
-def id_set_stats(ids: DataFrame, id_col: str) -> Tuple[int, int]:
-    """(ids, UTF-8 bytes of all ids) in one pass."""
-    value = F.col(id_col).cast("string")
-    row = ids.agg(F.count(value).alias("n"), F.sum(F.octet_length(value)).alias("bytes")).first()
-    return int(row["n"]), int(row["bytes"] or 0)
 
 
 def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Column] = None) -> List[Column]:
@@ -253,6 +233,10 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
         report.details["quarantine"] = where
     output = describe_days(spark, config.output.path, dt, days)
     fill_report(report, days, counts, bad_per_day, output)
+    report.metrics.update({
+        M.EVENTS_READ: counts.read, M.EVENTS_MATCHED: counts.matched,
+        M.EVENTS_QUARANTINED: sum(sum(bad.values()) for bad in bad_per_day.values()),
+    })
     report.details["output"] = config.output.path
     for name, value in (("cleared_days", cleared), ("days_without_events", unread), ("skipped_files", skipped)):
         if value:

@@ -1,33 +1,20 @@
 """Source credentials from Secrets Manager or a named env var; never from config or URLs.
 
-Every password looked up here is remembered so that logs, reports and the summary can
-scrub it (`scrub`, `RedactingFilter`), whatever library puts it into a message.
+Every password looked up here is remembered (idstore.secrets) so that logs, reports and the
+summary scrub it, whatever library puts it into a message.
 """
 import json
-import logging
-import re
-import threading
 from dataclasses import dataclass, field
-from typing import Mapping, Set
+from typing import Mapping
 
 from idstore.config import AwsConfig, ConfigError, SourceConfig
-
-_URL_PASSWORD = re.compile(r"(?i)([?;&]password=)|(//[^/@:]+:[^/@]+@)")
-REDACTED = "*********(redacted)"
-
-# Process-wide on purpose: a log record or an exception text can come from anywhere.
-_KNOWN_SECRETS: Set[str] = set()
-_LOCK = threading.Lock()
+from idstore.secrets import remember_secret
 
 
 @dataclass(frozen=True)
 class Credentials:
     user: str
     password: str = field(default="", repr=False)
-
-
-def url_has_password(url: str) -> bool:
-    return bool(_URL_PASSWORD.search(url))
 
 
 def uses_iam(url: str) -> bool:
@@ -84,41 +71,3 @@ def _from_secret(secret_id: str, aws: AwsConfig) -> Credentials:
             f"source.secret_id: secret {secret_id!r} needs a string 'username' and a non-empty 'password'"
         )
     return Credentials(user=user, password=password)
-
-
-def remember_secret(value: str) -> None:
-    """Scrub `value` from every log record and report from now on."""
-    if value:
-        with _LOCK:
-            _KNOWN_SECRETS.add(value)
-            _KNOWN_SECRETS.add(json.dumps(value)[1:-1])  # as it appears inside JSON
-
-
-def scrub(text: str) -> str:
-    """`text` with every remembered secret replaced."""
-    with _LOCK:
-        secrets = sorted(_KNOWN_SECRETS, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
-
-
-class RedactingFilter(logging.Filter):
-    """A handler filter that scrubs remembered secrets from messages and tracebacks."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not _KNOWN_SECRETS:
-            return True
-        try:
-            message = record.getMessage()
-        except Exception:  # noqa: BLE001 - a broken record is the handler's to report, not ours
-            return True
-        cleaned = scrub(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-        if record.exc_text:
-            record.exc_text = scrub(record.exc_text)
-        return True

@@ -1,7 +1,7 @@
 """The IAM policies name only what the config names; a wildcard only where AWS leaves no choice."""
 import pytest
 
-from idstore_tools.deploy import iam, render
+from idstore_tools.deploy import bundle, iam
 from idstore_tools.deploy.naming import Names
 
 ACCOUNT = "123456789012"
@@ -105,7 +105,7 @@ def test_redshift_iam_authentication_gets_credentials_for_its_user_only(make_con
 
 @pytest.mark.parametrize("machine", ["StatesRole", "SchedulerRole"])
 def test_orchestration_roles_use_wildcards_only_for_clusters_and_runs_made_per_run(config, machine):
-    template = render.render_all(config, CONF_URI)["cloudformation.json"]
+    template = bundle.render_all(config, CONF_URI)["cloudformation.json"]
     names = Names.of(config)
     for policy in template["Resources"][machine]["Properties"]["Policies"]:
         for statement in statements_of(policy["PolicyDocument"]):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from idstore_tools.deploy import cli, layout, render
+from idstore_tools.deploy import bundle, cli, layout, render
 
 RELEASE = "s3://example-idstore-artifacts/idstore/releases/0.1.0"
 CONF_URI = f"{RELEASE}/conf/prod.toml"
@@ -339,7 +339,7 @@ def test_render_writes_every_file_and_no_secret(prod_conf, tmp_path, monkeypatch
 
 def test_render_without_serverless_application_writes_no_serverless_files(make_config, tmp_path):
     config = make_config(["serverless.application_id="])
-    files = render.render_all(config, CONF_URI)
+    files = bundle.render_all(config, CONF_URI)
     assert not [name for name in files if "serverless" in name]
     resources = files["cloudformation.json"]["Resources"]
     assert "ServerlessStateMachine" not in resources and "ServerlessJobRole" not in resources
@@ -364,7 +364,7 @@ def cfn_lint(template, tmp_path: Path, name: str) -> subprocess.CompletedProcess
 
 
 def test_cloudformation_template_is_cfn_lint_clean_and_complete(config, tmp_path):
-    template = render.render_all(config, CONF_URI)["cloudformation.json"]
+    template = bundle.render_all(config, CONF_URI)["cloudformation.json"]
     result = cfn_lint(template, tmp_path, "full.json")
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == ""
@@ -386,7 +386,7 @@ def test_minimal_template_with_own_roles_is_cfn_lint_clean(make_config, tmp_path
         "serverless.application_id=", "cloudwatch.enabled=false", "emr.service_role=EMR_DefaultRole_V2",
         "emr.job_flow_role=EMR_EC2_DefaultRole", "deploy.kms_key_arn=", "emr.subnet_id=",
     ])
-    template = render.render_all(config, CONF_URI)["cloudformation.json"]
+    template = bundle.render_all(config, CONF_URI)["cloudformation.json"]
     result = cfn_lint(template, tmp_path, "minimal.json")
     assert result.returncode == 0, result.stdout + result.stderr
     types = sorted(r["Type"] for r in template["Resources"].values())

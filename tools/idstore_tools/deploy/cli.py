@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from idstore.config import Config, ConfigError, load_config
-from idstore_tools.deploy import layout, render
+from idstore_tools.deploy import bundle, layout
 
 COMMANDS = ("render", "deploy", "submit", "validate")
 
@@ -84,8 +84,8 @@ def _conf_uri(config: Config, options) -> str:
 
 
 def _render(config: Config, options) -> int:
-    files = render.render_all(config, _conf_uri(config, options), options.version)
-    for path in render.write_rendered(files, options.out):
+    files = bundle.render_all(config, _conf_uri(config, options), options.version)
+    for path in bundle.write_rendered(files, options.out):
         print(path)
     if not config.serverless.application_id:
         print("(no EMR Serverless files: serverless.application_id is not set)", file=sys.stderr)
@@ -114,7 +114,7 @@ def _submit(config: Config, options) -> int:
     from idstore_tools.deploy import submit
 
     jobs = [job.strip() for job in options.jobs.split(",") if job.strip()]
-    unknown = [job for job in jobs if job not in render.JOB_ORDER]
+    unknown = [job for job in jobs if job not in layout.JOB_ORDER]
     if unknown or not jobs:
         print(f"idstore submit: --jobs: expected sync and/or filter, got {options.jobs!r}", file=sys.stderr)
         return 2

@@ -11,6 +11,8 @@ MANIFEST = "manifest.json"
 WHEELHOUSE = "wheelhouse"
 BOOTSTRAP = "bootstrap/install-idstore.sh"
 JOBS = {"sync": "jobs/sync_product_ids.py", "filter": "jobs/filter_failure_events.py"}
+# the order a run takes: sync writes the id set that filter reads
+JOB_ORDER = tuple(JOBS)
 CONF_DIR = "conf"
 SERVERLESS_DIR = "serverless"
 # EMR 7 and EMR Serverless 7 run Amazon Linux 2023 (glibc 2.34); EMR Serverless runs python3 (3.9).

@@ -2,17 +2,16 @@
 machines (EMR and EMR Serverless), EMR Serverless StartJobRun and the EventBridge schedule.
 
 Every value comes from config and the deployed layout; nothing here calls AWS. A config holds
-no secret, so neither does anything rendered from it.
+no secret, so neither does anything rendered from it. template builds the CloudFormation stack
+from these; bundle puts them all together for `idstore render`.
 """
-import json
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from idstore.config import Config, ConfigError
 from idstore_tools.deploy import layout
+from idstore_tools.deploy.layout import JOB_ORDER
 from idstore_tools.deploy.naming import Names
 
-JOB_ORDER = ("sync", "filter")
 PYTHON_PATHS = {"python3": "/usr/bin/python3", "python3.9": "/usr/bin/python3.9", "python3.11": "/usr/bin/python3.11"}
 CREATE_CLUSTER = "arn:aws:states:::elasticmapreduce:createCluster.sync"
 ADD_STEP = "arn:aws:states:::elasticmapreduce:addStep.sync"
@@ -335,33 +334,3 @@ def schedule_request(config: Config) -> Dict[str, Any]:
             "RetryPolicy": {"MaximumRetryAttempts": 3, "MaximumEventAgeInSeconds": 3600},
         },
     }
-
-
-# -- all of it --------------------------------------------------------------------------------
-def render_all(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
-    """{file name: JSON document} for `idstore render`."""
-    from idstore_tools.deploy import iam, template
-
-    files: Dict[str, Any] = {
-        "emr-steps.json": emr_steps(config, conf_uri, version=version),
-        "run-job-flow.json": run_job_flow_request(config, conf_uri, version=version),
-        "state-machine.json": state_machine(config, conf_uri, version),
-        "schedule.json": schedule_request(config),
-        "iam-policy.json": iam.job_policy(config, version),
-        "cloudformation.json": template.cloudformation_template(config, conf_uri, version),
-    }
-    if config.serverless.application_id:
-        for job in JOB_ORDER:
-            files[f"serverless-start-job-run-{job}.json"] = start_job_run_request(config, job, conf_uri, version)
-        files["state-machine-serverless.json"] = serverless_state_machine(config, conf_uri, version)
-    return files
-
-
-def write_rendered(files: Dict[str, Any], out: Path) -> List[Path]:
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, document in sorted(files.items()):
-        path = out / name
-        path.write_text(json.dumps(document, indent=2) + "\n")
-        written.append(path)
-    return written

@@ -7,7 +7,7 @@ import logging
 from typing import Any, Dict, List, Optional, Sequence
 
 from idstore.config import Config
-from idstore_tools.deploy import render
+from idstore_tools.deploy import layout, render
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,7 @@ def aws_client(service: str, config: Config):
     return boto3.client(service, region_name=config.aws.region, endpoint_url=config.aws.endpoint_url or None)
 
 
-def add_steps(config: Config, conf_uri: str, cluster_id: str, jobs: Sequence[str] = render.JOB_ORDER,
+def add_steps(config: Config, conf_uri: str, cluster_id: str, jobs: Sequence[str] = layout.JOB_ORDER,
               version: Optional[str] = None, client=None) -> List[str]:
     """Add the jobs' steps, in order, to a running cluster; returns the step ids."""
     client = client or aws_client("emr", config)

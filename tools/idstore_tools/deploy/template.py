@@ -8,8 +8,8 @@ import json
 from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
-from idstore.metrics import JOB_METRICS
-from idstore_tools.deploy import iam, render
+from idstore.metrics import JOB_METRICS, RUNS_FAILED
+from idstore_tools.deploy import iam, layout, render
 from idstore_tools.deploy.naming import Names
 
 EMR_SERVICE_POLICY = "arn:{partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
@@ -147,11 +147,11 @@ def _monitoring(config: Config, names: Names, machines: List[str]) -> Dict[str, 
             "AlarmDescription": f"an idstore {config.deploy.name} job reported a failed run",
             "Metrics": [
                 {"Id": f"{job}", "ReturnData": False, "MetricStat": {
-                    "Metric": {"Namespace": namespace, "MetricName": "RunsFailed",
+                    "Metric": {"Namespace": namespace, "MetricName": RUNS_FAILED,
                                "Dimensions": [{"Name": "Job", "Value": job}]},
                     "Period": 300, "Stat": "Sum"}}
-                for job in render.JOB_ORDER
-            ] + [{"Id": "failed", "Expression": " + ".join(f"FILL({job}, 0)" for job in render.JOB_ORDER),
+                for job in layout.JOB_ORDER
+            ] + [{"Id": "failed", "Expression": " + ".join(f"FILL({job}, 0)" for job in layout.JOB_ORDER),
                   "Label": "failed runs", "ReturnData": True}],
             "EvaluationPeriods": 1,
             "Threshold": 1,
@@ -164,9 +164,9 @@ def _monitoring(config: Config, names: Names, machines: List[str]) -> Dict[str, 
         _widget(f"idstore {job}", [[namespace, metric, "Job", job] for metric in metrics], region, index)
         for index, (job, metrics) in enumerate(JOB_METRICS.items())
     ]
-    widgets.append(_widget("run time (s)", [[namespace, "DurationSeconds", "Job", job] for job in render.JOB_ORDER],
+    widgets.append(_widget("run time (s)", [[namespace, "DurationSeconds", "Job", job] for job in layout.JOB_ORDER],
                            region, len(widgets)))
-    widgets.append(_widget("failed runs", [[namespace, "RunsFailed", "Job", job] for job in render.JOB_ORDER],
+    widgets.append(_widget("failed runs", [[namespace, RUNS_FAILED, "Job", job] for job in layout.JOB_ORDER],
                            region, len(widgets)))
     resources["Dashboard"] = {
         "Type": "AWS::CloudWatch::Dashboard",

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 
 from idstore.dynamodb.rate import AimdRate, TokenBucket, requests_in_flight
 from idstore.dynamodb.retry import full_jitter, retry_reason
-from idstore.dynamodb.writer import _parse_response
+from idstore.dynamodb.transport import parse_response as _parse_response
 from idstore.progress import ProgressSender, ProgressServer
 
 

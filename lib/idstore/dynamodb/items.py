@@ -4,10 +4,11 @@ import math
 from decimal import Decimal
 from typing import Any, Dict, Optional, Tuple
 
+from idstore.validation import MAX_KEY_BYTES  # the partition key limit: one definition, also for the driver's checks
+
 MAX_BATCH_REQUESTS = 25
 MAX_BATCH_BYTES = 16 * 1024 * 1024
 MAX_ITEM_BYTES = 400 * 1024
-MAX_KEY_BYTES = 2048
 
 PUT, DELETE = "put", "delete"
 
@@ -78,14 +79,4 @@ def key_problem(key: Any) -> Optional[str]:
         return "key_missing"  # DynamoDB refuses the whole batch for an empty key
     if len(str(key).encode("utf-8")) > MAX_KEY_BYTES:
         return "key_too_long"
-    return None
-
-
-def rejection(key: str, size: int) -> Optional[str]:
-    """Why DynamoDB would refuse this request, checked before it is sent."""
-    problem = key_problem(key)
-    if problem:
-        return problem
-    if size > MAX_ITEM_BYTES:
-        return "item_too_large"
     return None

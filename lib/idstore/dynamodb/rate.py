@@ -7,7 +7,7 @@ throttle errors (AIMD: multiplicative decrease, additive increase back to its sh
 import math
 import threading
 import time
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 # A new on-demand table serves about this many writes/s before it has to scale.
 ON_DEMAND_WARM_DEFAULT = 4000.0
@@ -44,6 +44,24 @@ def choose_write_rate(table: Dict[str, Any], write_rate: float, capacity_fractio
     return rate, f"provisioned table: {capacity_fraction:g} x {provisioned} WCU"
 
 
+# a Scan segment's pace when nothing else sets one (on-demand tables, dynamodb.read_rate = 0)
+SCAN_RCU_PER_SEGMENT = 1000.0
+
+
+def scan_read_rate(cfg, table: Dict[str, Any]) -> float:
+    """RCU/s for a whole Scan of the table, the one rule for every scan (the mirror's, the
+    filter's --ids dynamodb): `dynamodb.read_rate` when set; else, for a provisioned table,
+    `capacity_fraction` x its provisioned RCU from DescribeTable (`table`); else 0, the
+    scanner's default pace of SCAN_RCU_PER_SEGMENT per segment."""
+    if cfg.read_rate > 0:
+        return float(cfg.read_rate)
+    billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
+    provisioned = table.get("ProvisionedThroughput", {}).get("ReadCapacityUnits", 0)
+    if billing != "PAY_PER_REQUEST" and provisioned:
+        return float(cfg.capacity_fraction * provisioned)
+    return 0.0
+
+
 def per_task_rate(job_rate: float, partitions: int, concurrent_slots: int) -> float:
     """Each task's share: the job rate over the tasks that can run at once."""
     return job_rate / max(1, min(partitions, concurrent_slots))
@@ -62,8 +80,11 @@ class TokenBucket:
 
     Charged up front with an estimate, then corrected with what DynamoDB reports
     consumed, so the balance may go negative: the next caller waits the debt off.
-    Waiters are served one at a time (no thundering herd of sender threads).
+    Waiters are served one at a time (no thundering herd of sender threads). The rate
+    and size may change at any time (`set_rate`); a rate of 0 holds every caller.
     """
+
+    max_wait_s = 0.1  # the longest single sleep of a waiter before it looks at the rate again
 
     def __init__(self, rate: float, burst: float, initial: float = 0.0, clock=time.monotonic, sleep=time.sleep):
         if rate <= 0:
@@ -93,7 +114,9 @@ class TokenBucket:
                     if self._tokens >= need - 1e-9:  # float rounding must not strand a waiter
                         self._tokens -= tokens
                         return waited
-                    wait = (need - self._tokens) / self.rate
+                    # in slices: the rate may change meanwhile (a new lease), or be 0 for now
+                    wait = min(self.max_wait_s, (need - self._tokens) / self.rate) if self.rate > 0 \
+                        else self.max_wait_s
                 self._sleep(wait)
                 waited += wait
 
@@ -103,10 +126,14 @@ class TokenBucket:
             self._refill()
             self._tokens = min(self.burst, self._tokens + tokens)
 
-    def set_rate(self, rate: float) -> None:
+    def set_rate(self, rate: float, burst: Optional[float] = None) -> None:
+        """A new refill rate (0 = hold), and a new size when `burst` is given (tokens over it are dropped)."""
         with self._lock:
             self._refill()
-            self.rate = float(rate)
+            self.rate = max(0.0, float(rate))
+            if burst is not None:
+                self.burst = max(float(burst), 1.0)
+                self._tokens = min(self._tokens, self.burst)
 
     def balance(self) -> float:
         with self._lock:
@@ -117,12 +144,13 @@ class TokenBucket:
 class AimdRate:
     """A task's rate under throttling, applied to its token bucket.
 
-    Multiplicative decrease (x `decrease`) on a throttle error, or when more than
-    `unprocessed_limit` of the requests sent in a window of `window_s` came back
-    unprocessed (DynamoDB's other way of saying the table is over its capacity; a few
-    unprocessed items are only retried). At most one cut per window: the requests in
-    flight are throttled together. Additive increase (+ `increase` x target per window
-    without a cut) back to the target, the task's share, never above it nor below
+    The rate is a fraction of the task's target, its share of the budget (which a lease
+    may change at any time: `set_target`). Multiplicative decrease (x `decrease`) on a
+    throttle error, or when more than `unprocessed_limit` of the requests sent in a window
+    of `window_s` came back unprocessed (DynamoDB's other way of saying the table is over
+    its capacity; a few unprocessed items are only retried). At most one cut per window:
+    the requests in flight are throttled together. Additive increase (+ `increase` of the
+    target per window without a cut) back to the target, never above it nor below
     `floor` x target.
     """
 
@@ -132,20 +160,35 @@ class AimdRate:
         self.bucket, self.target = bucket, float(target)
         self.decrease, self.increase, self.window_s = decrease, increase, window_s
         self.unprocessed_limit = unprocessed_limit
-        self.minimum = floor * self.target
+        self.floor = floor
         self._clock = clock
         self._lock = threading.Lock()
-        self.rate = min(self.target, max(self.minimum, initial)) if initial > 0 else self.target
+        self.fraction = min(1.0, max(floor, initial / self.target)) if initial > 0 and self.target > 0 else 1.0
         self.cuts = 0
         self._last_cut = -float("inf")
         self._window_start = clock()
         self._sent = self._unprocessed = 0
         bucket.set_rate(self.rate)
 
+    @property
+    def rate(self) -> float:
+        return self.fraction * self.target
+
+    @property
+    def minimum(self) -> float:
+        return self.floor * self.target
+
+    def set_target(self, target: float, burst: Optional[float] = None) -> None:
+        """A new share of the budget: the rate keeps its fraction of it (a cut stays a cut)."""
+        with self._lock:
+            self.target = max(0.0, float(target))
+            rate = self.rate
+        self.bucket.set_rate(rate, burst)
+
     def _cut(self, now: float) -> bool:
         if now - self._last_cut < self.window_s:
             return False
-        self.rate = max(self.minimum, self.rate * self.decrease)
+        self.fraction = max(self.floor, self.fraction * self.decrease)
         self.cuts += 1
         self._last_cut = now
         return True
@@ -171,12 +214,13 @@ class AimdRate:
             over = self._sent and self._unprocessed > self.unprocessed_limit * self._sent
             self._sent = self._unprocessed = 0
             self._window_start = now
-            before = self.rate
+            before = self.fraction
             cut = bool(over) and self._cut(now)
-            if not cut and self.rate < self.target and now - self._last_cut >= self.window_s:
+            if not cut and self.fraction < 1.0 and now - self._last_cut >= self.window_s:
                 steps = max(1, int(elapsed / self.window_s))
-                self.rate = min(self.target, self.rate + steps * self.increase * self.target)
+                self.fraction = min(1.0, self.fraction + steps * self.increase)
+            changed = self.fraction != before
             rate = self.rate
-        if rate != before:
+        if changed:
             self.bucket.set_rate(rate)
         return cut

@@ -1,16 +1,20 @@
 """Parallel Scan of the table's keys: one Scan segment per Spark task.
 
 Reads are paced by a token bucket in RCU (a Scan page of up to 1 MB costs 128 RCU at
-eventual consistency), so a mirror run does not starve the table's readers.
+eventual consistency), so a scan does not starve the table's readers. Every scan is paced
+by one rule, `rate.scan_read_rate`, applied here to the table's DescribeTable description.
 """
-from typing import Iterator
+import logging
+from typing import Any, Iterator, Mapping, Optional
 
 import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import DynamoDBConfig
-from idstore.dynamodb.rate import TokenBucket
+from idstore.dynamodb.rate import SCAN_RCU_PER_SEGMENT, TokenBucket, scan_read_rate
 from idstore.dynamodb.retry import full_jitter, retry_reason
+
+log = logging.getLogger(__name__)
 
 KEY_SCHEMA = pa.schema([("key", pa.string())])
 
@@ -19,9 +23,9 @@ def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float)
     def scan(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         import time
 
-        from idstore.dynamodb.writer import WriterSettings, dynamodb_client
+        from idstore.dynamodb.transport import dynamodb_client
 
-        client = dynamodb_client(WriterSettings(cfg.table, cfg.key_attribute, cfg.region, cfg.endpoint_url, 0.0))
+        client = dynamodb_client(cfg.region, cfg.endpoint_url)
         bucket = TokenBucket(read_rate, read_rate)
         for batch in batches:
             for segment in batch.column(0).to_pylist():
@@ -53,9 +57,29 @@ def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float)
     return scan
 
 
-def scan_keys(spark: SparkSession, cfg: DynamoDBConfig, segments: int = 0, read_rate: float = 0.0) -> DataFrame:
-    """Every key in the table as a one-column DataFrame `key`."""
+def scan_keys(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[str, Any]] = None,
+              segments: int = 0, read_rate: Optional[float] = None) -> DataFrame:
+    """Every key in the table as a one-column DataFrame `key`, paced by `rate.scan_read_rate`.
+
+    `table` is the table's DescribeTable description ("Table"); when it is None the table
+    is described here. `read_rate` (RCU/s) is the old way of passing the rate, kept until
+    the callers pass `table`: a positive value overrides the rule, 0 or None applies it.
+    """
     segments = segments or max(1, spark.sparkContext.defaultParallelism * 2)
-    per_task = (read_rate or 1000.0 * segments) / max(1, min(segments, spark.sparkContext.defaultParallelism))
+    if read_rate:
+        rate, why = float(read_rate), "given by the caller"
+    else:
+        if table is None:
+            from idstore.dynamodb.table import describe_table
+
+            table = describe_table(cfg)
+        rate = scan_read_rate(cfg, dict(table))
+        why = "dynamodb.read_rate" if cfg.read_rate > 0 else (
+            f"{cfg.capacity_fraction:g} x the provisioned RCU" if rate else
+            f"the default pace, {SCAN_RCU_PER_SEGMENT:g} RCU/s per segment")
+    total = rate or SCAN_RCU_PER_SEGMENT * segments
+    tasks = max(1, min(segments, spark.sparkContext.defaultParallelism))
+    log.info("scanning %s in %d segments at %.0f RCU/s (%s), %.1f RCU/s per task", cfg.table, segments, total,
+             why, total / tasks)
     seeds = spark.range(segments, numPartitions=segments).selectExpr("cast(id as int) as segment")
-    return seeds.mapInArrow(_segment_scanner(cfg, segments, per_task), "key string")
+    return seeds.mapInArrow(_segment_scanner(cfg, segments, total / tasks), "key string")

@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping, Optional
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import DynamoDBConfig
+from idstore.dynamodb.lease import LeaseServer
 from idstore.dynamodb.rate import choose_write_rate, per_task_rate, requests_in_flight
 from idstore.dynamodb.writer import STATS_DDL, STATS_FIELDS, WriterSettings, partition_writer
 from idstore.progress import ProgressServer
@@ -22,6 +23,11 @@ SUMMED = tuple(
 
 @dataclass(frozen=True)
 class RatePlan:
+    """The job's budget (`job_rate`, WCU/s) and its static split, `task_rate` = job_rate over
+    the `concurrent_tasks` expected to run at once. While a write runs, the tasks lease their
+    shares of `job_rate` from the driver, whatever their number; `task_rate` is only the
+    fallback of a task that cannot reach the lease service, and sizes its sender threads."""
+
     job_rate: float
     task_rate: float
     partitions: int
@@ -47,6 +53,8 @@ def concurrent_slots(spark: SparkSession) -> int:
 
     Under dynamic allocation more executors may come later; the cap
     spark.dynamicAllocation.maxExecutors x executor cores bounds that when it is set.
+    This only sizes the static split (a task's fallback share): the budget itself is
+    leased to the tasks that actually run (`idstore.dynamodb.lease`).
     """
     conf = spark.sparkContext.getConf()
     slots = spark.sparkContext.defaultParallelism
@@ -67,8 +75,15 @@ def write_dataframe(
     constant_attributes: Optional[Mapping[str, Any]] = None,
     total_hint: int = 0,
 ) -> Dict[str, float]:
-    """Write every row of `df` (key + attribute columns); returns the summed stats."""
-    progress = ProgressServer(df.sparkSession.conf.get("spark.driver.host", "127.0.0.1"), total_hint, label=action)
+    """Write every row of `df` (key + attribute columns); returns the summed stats.
+
+    The job's budget, plan.job_rate, is leased to the tasks that run at once (a share of
+    budget / running tasks each, renewed every 0.5 s by a LeaseServer on the driver), so it
+    holds however many tasks run, also when executors join during the write.
+    """
+    host = df.sparkSession.conf.get("spark.driver.host", "127.0.0.1")
+    progress = ProgressServer(host, total_hint, label=action)
+    leases = LeaseServer(host, plan.job_rate)
     in_flight = requests_in_flight(plan.task_rate, floor=cfg.max_in_flight)
     settings = WriterSettings(
         table=cfg.table,
@@ -83,26 +98,38 @@ def write_dataframe(
         progress_address=progress.address,
         in_flight=in_flight,
         write_id=uuid.uuid4().hex,
+        lease_address=leases.address,
+        lease_token=leases.token,
     )
     log.info(
-        "%s to %s at %.0f WCU/s (%s); %.1f WCU/s per task over %d concurrent tasks of %d partitions, "
-        "up to %d requests in flight per task",
+        "%s to %s at %.0f WCU/s (%s), leased to the tasks that run at once (budget / running tasks, "
+        "renewed every %gs); a task that cannot reach the lease service runs at %.1f WCU/s (the budget over "
+        "%d concurrent tasks of %d partitions); up to %d requests in flight per task",
         "writing" if action == "put" else "deleting", cfg.table, plan.job_rate, plan.reason,
-        plan.task_rate, plan.concurrent_tasks, plan.partitions, in_flight,
+        settings.lease_renew_s, plan.task_rate, plan.concurrent_tasks, plan.partitions, in_flight,
     )
     stats_df = df.repartition(plan.partitions) if df.rdd.getNumPartitions() != plan.partitions else df
     stats_df = stats_df.mapInArrow(partition_writer(settings, key_column), STATS_DDL)
-    with progress:
+    with progress, leases:
         rows = [row.asDict() for row in stats_df.collect()]  # the one action on the stats
     summary = summarise(rows)
+    summary["tasks_peak"] = leases.peak
     _check_accounted(rows)
     log.info(
         "%s %d of %d items to %s in %d partitions: %d rejected, %d duplicates; %d calls, %.2f%% throttled, "
-        "%d unprocessed re-sent, %.0f WCU consumed; call latency p50 %.1f ms, p99 %.1f ms",
+        "%d unprocessed re-sent, %.0f WCU consumed; call latency p50 %.1f ms, p99 %.1f ms; "
+        "up to %d tasks shared the budget",
         action, summary["written"], summary["items_in"], cfg.table, summary["partitions"], summary["rejected"],
         summary["duplicates"], summary["requests"], 100 * summary["throttled_share"],
         summary["unprocessed_resent"], summary["consumed_wcu"], summary["latency_p50_ms"], summary["latency_p99_ms"],
+        leases.peak,
     )
+    if summary.get("lease_fallbacks", 0):
+        log.warning(
+            "%d times a task could not reach the lease service at %s:%d and ran at the static share, "
+            "%.1f WCU/s: the job-wide budget held only as long as no more than %d tasks ran at once",
+            summary["lease_fallbacks"], leases.address[0], leases.address[1], plan.task_rate, plan.concurrent_tasks,
+        )
     return summary
 
 

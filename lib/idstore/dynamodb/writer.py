@@ -2,32 +2,30 @@
 
 Arrow batches of ids (and attribute columns) come in; one stats row per partition goes
 out. The task's thread reads rows, drops duplicate keys, rejects what DynamoDB would
-refuse and queues the rest; `in_flight` sender threads take batches of at most 25
-requests and 16 MB from the queue (never two requests for one key: a key is queued
-once per partition), pace them with the task's token bucket and send them. Items
+refuse and queues the rest (`retry_queue`); `in_flight` sender threads take batches of
+at most 25 requests and 16 MB from the queue (never two requests for one key: a key is
+queued once per partition), pace them with the task's token bucket and send them
+(`transport`). The bucket's rate is the task's share of the job's budget, leased from
+the driver while the task runs (`lease`), cut after throttles (`rate.AimdRate`). Items
 returned unprocessed, and whole batches that failed with a throttle, 5xx or connection
 error, go back to the queue with a full-jitter backoff and are merged into later
-batches, so batches stay full and no thread sleeps while it could send. When nothing
-has been written for `no_progress_timeout_s` while work was pending, the task fails
-loudly, naming what it did not write; Spark retries it (puts and deletes are idempotent).
+batches. When nothing has been written for `no_progress_timeout_s` while work was
+pending, the task fails loudly, naming what it did not write; Spark retries it (puts
+and deletes are idempotent).
 """
-import heapq
-import itertools
-import json
 import random
-import socket
 import threading
 import time
-import zlib
-from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
 
 import pyarrow as pa
 
 from idstore.dynamodb import items as I
 from idstore.dynamodb.rate import AimdRate, TokenBucket, requests_in_flight
-from idstore.dynamodb.retry import error_code, full_jitter, retry_reason
+from idstore.dynamodb.retry import error_code, retry_reason
+from idstore.dynamodb.retry_queue import Aborted, Request, RetryQueue, backoff
+from idstore.dynamodb.transport import batch_write_call
 
 _INT, _FLOAT = pa.int64(), pa.float64()
 STATS_FIELDS = (
@@ -49,7 +47,9 @@ STATS_FIELDS = (
     ("consumed_wcu", _FLOAT),
     ("throttled_s", _FLOAT),  # backoff scheduled after throttles and unprocessed items
     ("budget_wait_s", _FLOAT),  # time spent waiting for the task's own token bucket
-    ("task_rate", _FLOAT),  # the task's share of the budget, WCU/s
+    ("task_rate", _FLOAT),  # the task's share of the budget, WCU/s (leased: its mean over the task)
+    ("lease_renewals", _INT),  # grants received from the driver's lease service
+    ("lease_fallbacks", _INT),  # times the task ran on the static share, the lease service unreachable
     ("in_flight", _INT),  # sender threads
     ("latency_p50_ms", _FLOAT),
     ("latency_p99_ms", _FLOAT),
@@ -72,7 +72,7 @@ class WriterSettings:
     key_attribute: str
     region: str
     endpoint_url: str
-    task_rate: float  # WCU/s for this task
+    task_rate: float  # WCU/s: the static split, the task's share when it holds no lease
     action: str = I.PUT  # put | delete
     max_in_flight: int = 4  # the floor of concurrent requests (dynamodb.max_in_flight)
     no_progress_timeout_s: float = 300.0
@@ -85,108 +85,18 @@ class WriterSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     write_id: str = ""  # one write_dataframe call: its tasks hand their budget on within a worker
+    lease_address: Optional[Tuple[str, int]] = None  # the driver's LeaseServer; None = the static split
+    lease_token: str = ""  # the write's token: the lease server ignores requests without it
+    lease_renew_s: float = 0.5
+    lease_ttl_s: float = 3.0
+    lease_wait_s: float = 1.0  # how long a task waits for its first grant before it falls back
 
     def sender_threads(self) -> int:
         return self.in_flight or requests_in_flight(self.task_rate, floor=self.max_in_flight)
 
 
-def dynamodb_client(settings: WriterSettings):
-    """A boto3 DynamoDB client for `settings` (used for Scan and the control plane)."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        # retries are ours: botocore's would not know about the budget or the deadline
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=settings.sender_threads() + 2,
-        connect_timeout=settings.connect_timeout_s,
-        read_timeout=settings.read_timeout_s,
-    )
-    return boto3.client(
-        "dynamodb",
-        region_name=settings.region,
-        endpoint_url=settings.endpoint_url or None,
-        config=config,
-    )
-
-
-class BatchWriteCall:
-    """BatchWriteItem through botocore's credential chain, SigV4 signer and HTTP session.
-
-    The writer's requests are already in DynamoDB's wire format, so this skips the
-    client's per-call machinery (model-driven serialisation and parsing, event hooks,
-    endpoint rules): about half the CPU per call, which is what bounds a task's rate
-    when executors are busy. Errors come back as botocore's ClientError and
-    connection exceptions, exactly as the client would raise them.
-    """
-
-    TARGET = "DynamoDB_20120810.BatchWriteItem"
-
-    def __init__(self, region: str, endpoint_url: str, connect_timeout_s: float, read_timeout_s: float,
-                 max_connections: int) -> None:
-        import botocore.session
-        from botocore.config import Config
-        from botocore.httpsession import URLLib3Session
-        from botocore.utils import get_environ_proxies
-
-        session = botocore.session.get_session()
-        # a client only to resolve the endpoint as boto3 would (FIPS, dual-stack, env overrides)
-        client = session.create_client("dynamodb", region_name=region, endpoint_url=endpoint_url or None,
-                                       config=Config(retries={"total_max_attempts": 1}))
-        self.url = client.meta.endpoint_url.rstrip("/") + "/"
-        self.region = client.meta.region_name or region
-        self.credentials = session.get_credentials()
-        if self.credentials is None:
-            from botocore.exceptions import NoCredentialsError
-
-            raise NoCredentialsError()
-        self.max_connections = max_connections
-        self.http = URLLib3Session(
-            verify=session.get_config_variable("ca_bundle") or True,
-            proxies=get_environ_proxies(self.url),
-            timeout=(connect_timeout_s, read_timeout_s),
-            max_pool_connections=max_connections,
-            # as botocore's clients do: without it, Nagle holds the body back for the
-            # server's delayed ACK of the headers (40 ms a call)
-            socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)],
-        )
-
-    def __call__(self, payload: Dict[str, Any]) -> Dict[str, Any]:
-        from botocore.auth import SigV4Auth
-        from botocore.awsrequest import AWSRequest
-
-        body = json.dumps(payload, separators=(",", ":")).encode("utf-8")
-        request = AWSRequest(method="POST", url=self.url, data=body, headers={
-            "Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": self.TARGET,
-        })
-        SigV4Auth(self.credentials.get_frozen_credentials(), "dynamodb", self.region).add_auth(request)
-        response = self.http.send(request.prepare())
-        return _parse_response(response.status_code, response.headers, response.content)
-
-
-def _parse_response(status: int, headers: Mapping[str, str], content: bytes) -> Dict[str, Any]:
-    from botocore.exceptions import ClientError, HTTPClientError
-
-    crc = headers.get("x-amz-crc32")
-    if crc is not None and int(crc) != zlib.crc32(content):
-        raise HTTPClientError(error="the response's CRC32 does not match its body")  # retried
-    try:
-        body = json.loads(content) if content else {}
-    except ValueError:
-        if status == 200:
-            raise HTTPClientError(error="the response is not JSON") from None
-        body = {}
-    if status == 200:
-        return body
-    code = str(body.get("__type", "")).rsplit("#", 1)[-1] or f"HTTP{status}"
-    message = body.get("message") or body.get("Message") or ""
-    raise ClientError({
-        "Error": {"Code": code, "Message": message},
-        "ResponseMetadata": {"HTTPStatusCode": status, "RequestId": headers.get("x-amzn-RequestId", "")},
-    }, "BatchWriteItem")
-
-
 _CARRIED: Dict[Tuple, Tuple[float, float, float]] = {}
+_CARRIED_LOCK = threading.Lock()
 
 
 def _budget_key(settings: WriterSettings) -> Tuple:
@@ -194,139 +104,15 @@ def _budget_key(settings: WriterSettings) -> Tuple:
 
 
 def _carried_budget(settings: WriterSettings) -> Optional[Tuple[float, float, float]]:
-    """(tokens, when, rate) the last task of this worker process left, for the same write."""
-    with _CALLS_LOCK:
+    """(tokens, when, rate fraction) the last task of this worker process left, for the same write."""
+    with _CARRIED_LOCK:
         return _CARRIED.get(_budget_key(settings))
 
 
-def _carry_budget(settings: WriterSettings, tokens: float, when: float, rate: float) -> None:
-    with _CALLS_LOCK:
+def _carry_budget(settings: WriterSettings, tokens: float, when: float, fraction: float) -> None:
+    with _CARRIED_LOCK:
         _CARRIED.clear()  # only the latest write's state matters
-        _CARRIED[_budget_key(settings)] = (tokens, when, rate)
-
-
-_CALLS: Dict[Tuple, BatchWriteCall] = {}
-_CALLS_LOCK = threading.Lock()
-
-
-def batch_write_call(settings: WriterSettings) -> BatchWriteCall:
-    """One BatchWriteCall per Python worker and endpoint: Spark reuses workers across
-    tasks, and building the client costs more CPU than a thousand calls."""
-    key = (settings.region, settings.endpoint_url, settings.connect_timeout_s, settings.read_timeout_s)
-    with _CALLS_LOCK:
-        call = _CALLS.get(key)
-        pool = settings.sender_threads() + 2
-        if call is None or call.max_connections < pool:
-            call = BatchWriteCall(settings.region, settings.endpoint_url, settings.connect_timeout_s,
-                                  settings.read_timeout_s, max(pool, 16))
-            _CALLS[key] = call
-        return call
-
-
-class _Request:
-    """One write request on its way to the table."""
-
-    __slots__ = ("attempts", "key", "request", "size", "wcu")
-
-    def __init__(self, key: str, request: Dict, size: int) -> None:
-        self.key, self.request, self.size = key, request, size
-        self.wcu = I.write_units(size)
-        self.attempts = 0
-
-
-class _Aborted(Exception):
-    """The queue was shut because a sender failed; the sender's error is the one to raise."""
-
-
-class _Queue:
-    """Requests waiting to be sent: fresh ones in input order, retries by readiness.
-
-    Holds at most `limit` fresh + retry requests (the reader waits), so a table that
-    refuses everything does not pull the whole partition into memory.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self.cond = threading.Condition()
-        self.fresh: Deque[_Request] = deque()
-        self.retry: List[Tuple[float, int, _Request]] = []
-        self._seq = itertools.count()
-        self.limit = limit
-        self.in_flight = 0
-        self.closed = False
-        self.error: Optional[BaseException] = None
-        self.last_progress = time.monotonic()
-
-    def put(self, requests: List[_Request]) -> None:
-        with self.cond:
-            while len(self.fresh) + len(self.retry) >= self.limit and self.error is None:
-                self.cond.wait()
-            if self.error is not None:
-                raise _Aborted()
-            self.fresh.extend(requests)
-            self.cond.notify()
-
-    def close(self) -> None:
-        with self.cond:
-            self.closed = True
-            self.cond.notify_all()
-
-    def abort(self, error: BaseException) -> None:
-        with self.cond:
-            if self.error is None:
-                self.error = error
-            self.cond.notify_all()
-
-    def take(self) -> Optional[List[_Request]]:
-        """The next batch (ready retries first), or None when all is written or aborted."""
-        with self.cond:
-            while True:
-                if self.error is not None:
-                    return None
-                now = time.monotonic()
-                batch: List[_Request] = []
-                size = 0
-                retry, fresh = self.retry, self.fresh
-                had_retries = bool(retry)
-                while retry and retry[0][0] <= now and len(batch) < I.MAX_BATCH_REQUESTS:
-                    if size + retry[0][2].size > I.MAX_BATCH_BYTES:
-                        break
-                    request = heapq.heappop(retry)[2]
-                    batch.append(request)
-                    size += request.size
-                while fresh and len(batch) < I.MAX_BATCH_REQUESTS:
-                    if size + fresh[0].size > I.MAX_BATCH_BYTES:
-                        break
-                    request = fresh.popleft()
-                    batch.append(request)
-                    size += request.size
-                if batch:
-                    if self.in_flight == 0 and not had_retries:
-                        # work starts after an idle spell: waiting for input is not a stall
-                        self.last_progress = now
-                    self.in_flight += 1
-                    self.cond.notify_all()
-                    return batch
-                if self.closed and not fresh and not retry and self.in_flight == 0:
-                    self.cond.notify_all()
-                    return None
-                self.cond.wait(retry[0][0] - now if retry else None)
-
-    def done(self, leftovers: List[_Request], ready_at: float, wrote: bool) -> None:
-        with self.cond:
-            self.in_flight -= 1
-            if wrote:
-                self.last_progress = time.monotonic()
-            for request in leftovers:
-                heapq.heappush(self.retry, (ready_at, next(self._seq), request))
-            self.cond.notify_all()
-
-    def stalled_for(self) -> float:
-        with self.cond:
-            return time.monotonic() - self.last_progress
-
-    def waiting(self) -> List[_Request]:
-        with self.cond:
-            return [entry[2] for entry in self.retry] + list(self.fresh)
+        _CARRIED[_budget_key(settings)] = (tokens, when, fraction)
 
 
 class _Stats:
@@ -346,39 +132,74 @@ class _Stats:
 class PartitionWriter:
     """Writes one partition's requests; `run` returns its stats row."""
 
-    def __init__(self, settings: WriterSettings, call=None, rng=None, partition_id: int = 0):
-        """`call(payload) -> response` sends one BatchWriteItem (default: BatchWriteCall)."""
+    def __init__(self, settings: WriterSettings, call=None, rng=None, partition_id: int = 0,
+                 clock=time.monotonic):
+        """`call(payload) -> response` sends one BatchWriteItem (default: transport.BatchWriteCall);
+        `clock` is the monotonic clock of the bucket, the backoffs and the deadline."""
         from idstore.progress import ProgressSender
 
         self.settings = settings
+        self.clock = clock
         self.threads = settings.sender_threads()
-        self.call = call or batch_write_call(settings)
+        self.call = call or batch_write_call(settings.region, settings.endpoint_url, settings.connect_timeout_s,
+                                             settings.read_timeout_s, self.threads + 2)
+        self.leased = settings.lease_address is not None
         burst = settings.task_rate * settings.burst_s
         carried = _carried_budget(settings) if settings.write_id else None
-        if carried is None:
-            # a worker's first task starts with one batch's worth: no wait, no burst
-            self.bucket = TokenBucket(settings.task_rate, burst, initial=min(25.0, burst))
-            self.rate = AimdRate(self.bucket, settings.task_rate)
+        if carried is None or self.leased:
+            # a worker's first task starts with one batch's worth: no wait, no burst. A
+            # leased task never inherits tokens: its slot's share went to the other tasks
+            # in between (it inherits the throttle state, the rate's fraction of its share)
+            self.bucket = TokenBucket(settings.task_rate, burst, initial=min(25.0, burst), clock=clock)
+            fraction = carried[2] if carried else 1.0
         else:
             # Spark reuses Python workers: the previous task's bucket carries over, so the
             # seconds between two tasks of one slot are made up (up to the burst), not lost
-            tokens, stamp, rate = carried
-            self.bucket = TokenBucket(rate, burst, initial=tokens + (time.monotonic() - stamp) * rate)
-            self.rate = AimdRate(self.bucket, settings.task_rate, initial=rate)
+            tokens, stamp, fraction = carried
+            self.bucket = TokenBucket(settings.task_rate * fraction, burst,
+                                      initial=tokens + (clock() - stamp) * settings.task_rate * fraction,
+                                      clock=clock)
+        self.rate = AimdRate(self.bucket, settings.task_rate, initial=fraction * settings.task_rate, clock=clock)
         self.rng = rng or random.Random()
         self.stats_ = _Stats()
         self.partition_id = partition_id
         self.sender = ProgressSender(settings.progress_address, partition_id)
         # enough queued for every sender to take full batches twice over
-        self.queue = _Queue(limit=max(200, 2 * I.MAX_BATCH_REQUESTS * self.threads))
+        self.queue = RetryQueue(limit=max(200, 2 * I.MAX_BATCH_REQUESTS * self.threads), clock=clock)
         self.last_error = ""
+        self.lease = None
+        self._share_lock = threading.Lock()
+        self._share, self._share_since, self._share_seconds = settings.task_rate, clock(), 0.0
+
+    # -- the share of the budget ----------------------------------------------------------
+    def set_share(self, share: float) -> None:
+        """The task's share of the job's budget changed (a lease grant, or the fallback)."""
+        with self._share_lock:
+            now = self.clock()
+            self._share_seconds += self._share * (now - self._share_since)
+            self._share, self._share_since = share, now
+        self.rate.set_target(share, burst=share * self.settings.burst_s)
+
+    def _mean_share(self, seconds: float) -> float:
+        with self._share_lock:
+            total = self._share_seconds + self._share * (self.clock() - self._share_since)
+        return total / seconds if seconds > 0 else self._share
+
+    def _start_lease(self) -> None:
+        from idstore.dynamodb.lease import LeaseClient
+
+        s = self.settings
+        self.lease = LeaseClient(s.lease_address, s.lease_token, s.task_rate, self.set_share,
+                                 renew_s=s.lease_renew_s, ttl_s=s.lease_ttl_s, wait_s=s.lease_wait_s,
+                                 name=f"DynamoDB write to {s.table}, partition {self.partition_id}")
+        self.lease.start()
 
     # -- reading rows -------------------------------------------------------------------
     def _read(self, rows: Iterable[Tuple[Any, Mapping[str, Any]]]) -> None:
         """Queue every valid, first-seen key's request; count the others by reason."""
         action, key_attribute = self.settings.action, self.settings.key_attribute
         seen = set()
-        chunk: List[_Request] = []
+        chunk: List[Request] = []
         counts = {"items_in": 0, "duplicates": 0, "rejected": 0}
         counts.update({f"rejected_{reason}": 0 for reason in I.REJECTION_REASONS})
         for key, attributes in rows:
@@ -396,7 +217,7 @@ class PartitionWriter:
                 counts[f"rejected_{problem}"] += 1
                 counts["rejected"] += 1
                 continue
-            chunk.append(_Request(key, request, size))
+            chunk.append(Request(key, request, size))
             if len(chunk) == I.MAX_BATCH_REQUESTS:
                 self.stats_.add(**counts)
                 counts = dict.fromkeys(counts, 0)
@@ -420,12 +241,12 @@ class PartitionWriter:
     def _call(self, requests: List[Dict]) -> Dict:
         return self.call({"RequestItems": {self.settings.table: requests}, "ReturnConsumedCapacity": "TOTAL"})
 
-    def _attempt(self, batch: List[_Request]) -> None:
+    def _attempt(self, batch: List[Request]) -> None:
         """Send `batch` once; what is not written goes back to the queue with a backoff."""
         settings = self.settings
         estimate = float(sum(request.wcu for request in batch))
         waited = self.bucket.acquire(estimate)
-        started = time.monotonic()
+        started = self.clock()
         try:
             response = self._call([request.request for request in batch])
         except Exception as exc:  # noqa: BLE001 - classified right below
@@ -442,9 +263,9 @@ class PartitionWriter:
             self.stats_.add(requests=1, budget_wait_s=waited, **{f"retries_{reason}": 1},
                             **({"throttled_s": delay} if reason == "throttle" else {}))
             self._check_deadline(batch)
-            self.queue.done(batch, time.monotonic() + delay, wrote=False)
+            self.queue.done(batch, self.clock() + delay, wrote=False)
             return
-        elapsed_ms = (time.monotonic() - started) * 1000.0
+        elapsed_ms = (self.clock() - started) * 1000.0
         unprocessed = response.get("UnprocessedItems", {}).get(settings.table, [])
         if unprocessed:
             left = {_request_key(r, settings.key_attribute) for r in unprocessed}
@@ -474,19 +295,12 @@ class PartitionWriter:
         if leftovers and not written:
             self.last_error = f"all {len(leftovers)} requests returned as UnprocessedItems"
             self._check_deadline(leftovers)
-        self.queue.done(leftovers, time.monotonic() + delay, wrote=bool(written))
+        self.queue.done(leftovers, self.clock() + delay, wrote=bool(written))
 
-    def _backoff(self, requests: List[_Request], progress: bool) -> float:
-        """Full-jitter delay before `requests` go out again. The exponent counts the calls in a
-        row that wrote none of them: a call that wrote part of its batch shows the table is
-        taking writes, so its leftovers wait only up to the base delay."""
-        attempt = 0
-        for request in requests:
-            request.attempts = 0 if progress else request.attempts + 1
-            attempt = max(attempt, request.attempts)
-        return full_jitter(attempt, self.settings.backoff_base_s, self.settings.backoff_cap_s, self.rng)
+    def _backoff(self, requests: List[Request], progress: bool) -> float:
+        return backoff(requests, progress, self.settings.backoff_base_s, self.settings.backoff_cap_s, self.rng)
 
-    def _check_deadline(self, batch: List[_Request]) -> None:
+    def _check_deadline(self, batch: List[Request]) -> None:
         idle = self.queue.stalled_for()
         timeout = self.settings.no_progress_timeout_s
         if idle > timeout:
@@ -494,7 +308,7 @@ class PartitionWriter:
                 batch, f"nothing written for {idle:.1f}s (dynamodb.no_progress_timeout_s = {timeout:g}); "
                        f"last error: {self.last_error}"))
 
-    def _unwritten(self, batch: List[_Request], why: str) -> str:
+    def _unwritten(self, batch: List[Request], why: str) -> str:
         pending = batch + self.queue.waiting()
         keys = sorted(request.key for request in pending)
         shown = ", ".join(keys[:10]) + (", ..." if len(keys) > 10 else "")
@@ -515,14 +329,18 @@ class PartitionWriter:
             partition_id: Optional[int] = None) -> Dict[str, float]:
         if partition_id is not None:
             self.partition_id = partition_id
-        started = time.monotonic()
+        started = self.clock()
+        with self._share_lock:
+            self._share_since = started
+        if self.leased:
+            self._start_lease()  # nothing is sent before the task knows its share
         senders = [threading.Thread(target=self._send_loop, name=f"ddb-writer-{i}", daemon=True)
                    for i in range(self.threads)]
         for thread in senders:
             thread.start()
         try:
             self._read(rows)
-        except _Aborted:
+        except Aborted:
             pass  # a sender failed: its error is raised below
         except BaseException as exc:
             self.queue.abort(exc)
@@ -531,11 +349,14 @@ class PartitionWriter:
             self.queue.close()
             for thread in senders:
                 thread.join()
-            _carry_budget(self.settings, self.bucket.balance(), time.monotonic(), self.rate.rate)
+            if self.lease is not None:
+                self.lease.release()
+                self.stats_.add(lease_renewals=self.lease.renewals, lease_fallbacks=self.lease.fallbacks)
+            _carry_budget(self.settings, self.bucket.balance(), self.clock(), self.rate.fraction)
         if self.queue.error is not None:
             raise self.queue.error
         self.sender.update(int(self.stats_.counts["written"]), force=True)
-        return self.stats(self.partition_id, time.monotonic() - started)
+        return self.stats(self.partition_id, self.clock() - started)
 
     def stats(self, partition_id: int, seconds: float) -> Dict[str, float]:
         counts = self.stats_.counts
@@ -547,7 +368,7 @@ class PartitionWriter:
         row.update(
             partition_id=int(partition_id),
             rate_cuts=int(self.rate.cuts),
-            task_rate=float(self.settings.task_rate),
+            task_rate=float(self._mean_share(seconds) if self.leased else self.settings.task_rate),
             in_flight=int(self.threads),
             latency_p50_ms=_percentile(latencies, 0.50),
             latency_p99_ms=_percentile(latencies, 0.99),

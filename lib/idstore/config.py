@@ -311,21 +311,39 @@ def _apply_override(merged: Dict[str, Any], item: str) -> None:
 
 
 def _from_string(key: str, raw: str, typ) -> Any:
+    """A --set value as the key's type: TOML (8, 0.5, true, ["a", "b"], "text") or the plain forms.
+
+    Plain forms kept from before: yes/no/1/0 for booleans, a,b for lists, any text for strings.
+    """
+    text = raw.strip()
+    value = _toml_value(text)
+    if typ == Tuple[str, ...]:
+        if text.startswith("["):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"--set {key}: expected a TOML list of strings such as [\"a\", \"b\"], got {raw!r}")
+            return value
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if typ is bool:
+        if isinstance(value, bool):
+            return value
+        if text.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return text.lower() in ("true", "1", "yes")
+    elif typ in (int, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if typ is int and isinstance(value, float):
+                raise ConfigError(f"--set {key}: expected int, got {raw!r}")
+            return typ(value)
+    elif typ is str:
+        return value if isinstance(value, str) and text.startswith(('"', "'")) else raw
+    raise ConfigError(f"--set {key}: expected {getattr(typ, '__name__', 'a list')}, got {raw!r}")
+
+
+def _toml_value(text: str) -> Any:
+    """`text` read as one TOML value, or None when it is not one."""
     try:
-        if typ is bool:
-            lowered = raw.strip().lower()
-            if lowered not in ("true", "false", "1", "0", "yes", "no"):
-                raise ValueError(raw)
-            return lowered in ("true", "1", "yes")
-        if typ is int:
-            return int(raw)
-        if typ is float:
-            return float(raw)
-        if typ == Tuple[str, ...]:
-            return [part.strip() for part in raw.split(",") if part.strip()]
-    except ValueError:
-        raise ConfigError(f"--set {key}: expected {typ.__name__}, got {raw!r}") from None
-    return raw
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return None
 
 
 def _spark_str(value: Any) -> str:

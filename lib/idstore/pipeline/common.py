@@ -25,31 +25,68 @@ class RunFailed(RuntimeError):
     """The run did not complete; the message says what is missing."""
 
 
-def job_parser(job: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=job, description=description)
+SET_HELP = (
+    "override one config key (repeatable). VALUE is read as the key's type, in TOML or plain: "
+    "numbers (8, 0.5, 1_000), booleans (true, false), lists as TOML (['a', \"b\"]) or comma-separated (a,b), "
+    "strings as they are (spaces and '=' kept) or TOML-quoted. spark.KEY=VALUE sets a Spark setting."
+)
+DESCRIPTIONS = {
+    "sync": "Read a program's ids from Redshift (JDBC), validate them and write them to DynamoDB.",
+    "filter": "Keep the failure events whose product id is in the id set; write Parquet by day.",
+}
+EPILOG = "exit codes: 0 success, 1 the run failed, 2 configuration or usage error, 3 refused by a safety guard"
+
+
+def _job_parser(job: str) -> argparse.ArgumentParser:
+    """What both jobs take: the config, overrides, the run id, a dry run, logging."""
+    parser = argparse.ArgumentParser(prog=job, description=DESCRIPTIONS[job], epilog=EPILOG)
     parser.add_argument(
         "--conf", metavar="FILE", help="TOML config, a local path or s3://bucket/key; layered over conf/base.toml",
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-        help="override one config key (repeatable); the value is read as the key's type",
-    )
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help=SET_HELP)
     parser.add_argument("--run-id", help="id of this run in reports and snapshots (default: a new UTC timestamp id)")
-    parser.add_argument("--dry-run", action="store_true", help="read and validate, print the plan, write nothing")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+def sync_parser() -> argparse.ArgumentParser:
+    parser = _job_parser("sync")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="read and validate, print the plan (puts, deletes, rate, time), write nothing")
     parser.add_argument(
         "--force", action="store_true",
         help="mirror mode: delete even past dynamodb.max_delete_fraction or with an empty source",
     )
+    return parser
+
+
+def filter_parser() -> argparse.ArgumentParser:
+    parser = _job_parser("filter")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="list the days and files it would read, the id set and the join, "
+                             "estimate the time; write nothing")
     parser.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="filter: first day to read (inclusive)")
+                        help="first day to read (inclusive; default: the first day in events.path)")
     parser.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
-                        help="filter: last day to read (inclusive)")
+                        help="last day to read (inclusive; default: the last day in events.path)")
     parser.add_argument(
         "--ids", choices=("snapshot", "dynamodb", "source"), default="snapshot",
-        help="filter: where the id set comes from (default: the latest complete sync snapshot)",
+        help="where the id set comes from (default: the latest complete sync snapshot)",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
+
+
+PARSERS = {"sync": sync_parser, "filter": filter_parser}
+
+
+def parse_job_args(job: str, argv: Optional[Sequence[str]]) -> argparse.Namespace:
+    """The job's own flags; one that belongs to the other job is a usage error (exit 2) naming it."""
+    parser = PARSERS[job]()
+    args = parser.parse_args(argv)
+    if getattr(args, "start", None) and getattr(args, "end", None) and args.start > args.end:
+        parser.error(f"--from {args.start} is after --to {args.end}")
+    return args
 
 
 def new_run_id() -> str:
@@ -144,10 +181,3 @@ def write_report(config: Config, report: RunReport) -> Optional[str]:
     target = io.join(config.report.path, report.job, f"run_id={report.run_id}.json")
     io.write_json(target, scrubbed(report.as_dict()), config.aws.endpoint_url, config.aws.region)
     return target
-
-
-def parse_args(parser: argparse.ArgumentParser, argv: Optional[Sequence[str]]) -> argparse.Namespace:
-    args = parser.parse_args(argv)
-    if args.start and args.end and args.start > args.end:
-        parser.error(f"--from {args.start} is after --to {args.end}")
-    return args

@@ -16,9 +16,8 @@ from idstore.pipeline.common import (
     RunRefused,
     RunReport,
     configure_logging,
-    job_parser,
     new_run_id,
-    parse_args,
+    parse_job_args,
     redacted_config,
     scrubbed,
     write_report,
@@ -26,16 +25,10 @@ from idstore.pipeline.common import (
 
 log = logging.getLogger(__name__)
 
-DESCRIPTIONS = {
-    "sync": "Read a program's ids from Redshift (JDBC), validate them and write them to DynamoDB.",
-    "filter": "Keep the failure events whose product id is in the id set; write Parquet by day.",
-}
-
-
 def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None,
             base_spark_conf: Optional[Mapping[str, str]] = None) -> int:
     """Run `job`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only."""
-    args = parse_args(job_parser(job, DESCRIPTIONS[job]), argv)
+    args = parse_job_args(job, argv)
     configure_logging(args.verbose)
     try:
         config = load_config(args.conf, args.overrides)
@@ -75,7 +68,8 @@ def _run(job, spark, config, report, args) -> None:
     else:
         from idstore.pipeline.filter import run_filter
 
-        run_filter(spark, config, report, os.environ, start=args.start, end=args.end, ids_from=args.ids)
+        run_filter(spark, config, report, os.environ, start=args.start, end=args.end, ids_from=args.ids,
+                   dry_run=args.dry_run)
 
 
 def _publish(config, report: RunReport) -> None:

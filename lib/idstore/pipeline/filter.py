@@ -188,14 +188,54 @@ def job_group(spark: SparkSession, group: str, description: str) -> Iterator[str
             context.setLocalProperty(key, value)
 
 
+# Rough scan rates per core on this project's benchmark machine, for the dry run's estimate only:
+# gzip JSON is bound by inflating and parsing, plain JSON by parsing, Parquet by decoding.
+SCAN_BYTES_PER_CORE_S = {"json.gz": 12e6, "json": 60e6, "parquet": 40e6}
+
+
+@dataclass(frozen=True)
+class FilterPlan:
+    """What a filter run would read and how: the dry run's answer."""
+
+    days: Sequence[str]
+    files: int
+    bytes: int
+    ids: int
+    ids_from: str
+    join: JoinChoice
+    estimated_s: float
+
+    def text(self) -> str:
+        span = self.days[0] if len(self.days) == 1 else f"{self.days[0]} .. {self.days[-1]}"
+        return (
+            f"would read {len(self.days)} day(s) ({span}): {self.files:,} files, {self.bytes / 1e6:,.1f} MB; "
+            f"{self.ids:,} ids from {self.ids_from}; {self.join.why}; about {self.estimated_s:,.0f} s on "
+            "this cluster's cores; dry run: nothing written"
+        )
+
+
+def plan_filter(spark: SparkSession, config: Config, days: Sequence[str], ids_from: str, id_count: int,
+                join: JoinChoice) -> FilterPlan:
+    files = list_files(spark, day_folders(config.events, days))
+    total = sum(size for _, size in files)
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    seconds = sum(size / SCAN_BYTES_PER_CORE_S[_scan_kind(config.events.format, path)] for path, size in files)
+    return FilterPlan(days, len(files), total, id_count, ids_from, join, round(seconds / cores, 1))
+
+
+def _scan_kind(fmt: str, path: str) -> str:
+    return "json.gz" if fmt == "json" and path.endswith(".gz") else fmt
+
+
 def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
-               start: Optional[date] = None, end: Optional[date] = None, ids_from: str = "snapshot") -> None:
+               start: Optional[date] = None, end: Optional[date] = None, ids_from: str = "snapshot",
+               dry_run: bool = False) -> None:
     with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group:
-        _run_filter(spark, config, report, environ, start, end, ids_from, group)
+        _run_filter(spark, config, report, environ, start, end, ids_from, group, dry_run)
 
 
 def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
-                start: Optional[date], end: Optional[date], ids_from: str, group: str) -> None:
+                start: Optional[date], end: Optional[date], ids_from: str, group: str, dry_run: bool) -> None:
     events_cfg, dt = config.events, config.events.date_partition
     apply_hadoop_options(spark, sse_kms_options(config.output))
     keep_observed_metrics(spark)
@@ -213,6 +253,13 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     log.info(join.why)
     report.counts["ids"] = id_count
     report.details["join"] = join.why
+    if dry_run:
+        ids.unpersist()
+        plan = plan_filter(spark, config, days, ids_from, id_count, join)
+        report.counts.update(files=plan.files, bytes=plan.bytes)
+        report.details.update(plan=plan.text(), estimated_s=plan.estimated_s)
+        log.info("plan: %s", report.details["plan"])
+        return
 
     with report.timed("filter_write"):
         counts, skipped = filter_skipping_corrupt_files(spark, config, ids, join, days, report)

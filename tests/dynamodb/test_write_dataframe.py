@@ -33,6 +33,7 @@ def test_eight_partitions_on_two_cores_hold_the_job_budget_not_more_not_a_quarte
 
     assert stored == {f"B{i:06d}" for i in range(n)}
     assert summary["written"] == n and summary["partitions"] == 8
+    assert summary["tasks_peak"] == 2 and summary["lease_fallbacks"] == 0  # 2 leases at once, never more
     active = [i for i, wcu in enumerate(series) if wcu > 0]
     middle = series[active[0] + 1:active[-1]]  # whole seconds only: the first and last are partial
     assert len(middle) >= 3, series
@@ -42,6 +43,30 @@ def test_eight_partitions_on_two_cores_hold_the_job_budget_not_more_not_a_quarte
     assert sum(middle) / len(middle) <= 1.25 * budget, series
     assert max(middle) <= 2.1 * budget, series  # the rate plus at most the tasks' bursts (1 s each)
     assert max(middle) >= 0.75 * budget, series
+
+
+def test_the_budget_holds_when_more_tasks_run_than_the_driver_planned_for(spark):
+    """The plan assumed 1 task slot (a static split would give each task the whole budget) but
+    local[2] runs 2 tasks at once: the leased budget still holds, as the emulator measures it."""
+    budget, n = 1000.0, 5000
+    with RecordingEmulator(write_rate=0, latency_s=0.005) as emu:
+        create_table(emu.endpoint_url)
+        cfg = _cfg(emu.endpoint_url, write_rate=budget)
+        df = spark.range(n, numPartitions=4).select(F.format_string("U%06d", "id").alias(KEY))
+        plan = ddb.plan_rate(cfg, {}, partitions=4, slots=1)
+        assert (plan.concurrent_tasks, plan.task_rate) == (1, budget)
+        summary = ddb.write_dataframe(df, KEY, cfg, plan, total_hint=n)
+        series = [wcu for _, wcu in emu.wcu_series()]
+        stored = {item[KEY]["S"] for item in emu.items(TABLE)}
+
+    assert stored == {f"U{i:06d}" for i in range(n)}
+    assert summary["written"] == n and summary["tasks_peak"] == 2 and summary["lease_fallbacks"] == 0
+    active = [i for i, wcu in enumerate(series) if wcu > 0]
+    middle = series[active[0] + 1:active[-1]]
+    assert len(middle) >= 3, series
+    # 2 tasks at the planned task rate would put ~2,000 WCU/s on the table
+    assert max(middle) <= 1.15 * budget, series
+    assert sum(middle) / len(middle) >= 0.75 * budget, series
 
 
 def test_stats_rows_reconcile_with_the_input_and_the_table(spark):

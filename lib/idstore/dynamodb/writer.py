@@ -180,10 +180,11 @@ class PartitionWriter:
             self._share, self._share_since = share, now
         self.rate.set_target(share, burst=share * self.settings.burst_s)
 
-    def _mean_share(self, seconds: float) -> float:
+    def _mean_share(self, until: float, seconds: float) -> float:
+        """The task's share of the budget, averaged over its `seconds` ending at `until`."""
         with self._share_lock:
-            total = self._share_seconds + self._share * (self.clock() - self._share_since)
-        return total / seconds if seconds > 0 else self._share
+            total = self._share_seconds + self._share * max(0.0, until - self._share_since)
+            return total / seconds if seconds > 0 else self._share
 
     def _start_lease(self) -> None:
         from idstore.dynamodb.lease import LeaseClient
@@ -356,9 +357,11 @@ class PartitionWriter:
         if self.queue.error is not None:
             raise self.queue.error
         self.sender.update(int(self.stats_.counts["written"]), force=True)
-        return self.stats(self.partition_id, self.clock() - started)
+        ended = self.clock()
+        return self.stats(self.partition_id, ended - started, ended)
 
-    def stats(self, partition_id: int, seconds: float) -> Dict[str, float]:
+    def stats(self, partition_id: int, seconds: float, until: Optional[float] = None) -> Dict[str, float]:
+        """The stats row of a task that ran for `seconds` until `until` (default: now)."""
         counts = self.stats_.counts
         row: Dict[str, float] = {
             name: (int(counts[name]) if typ == _INT else float(counts[name]))
@@ -368,7 +371,8 @@ class PartitionWriter:
         row.update(
             partition_id=int(partition_id),
             rate_cuts=int(self.rate.cuts),
-            task_rate=float(self._mean_share(seconds) if self.leased else self.settings.task_rate),
+            task_rate=float(self._mean_share(self.clock() if until is None else until, seconds)
+                            if self.leased else self.settings.task_rate),
             in_flight=int(self.threads),
             latency_p50_ms=_percentile(latencies, 0.50),
             latency_p99_ms=_percentile(latencies, 0.99),

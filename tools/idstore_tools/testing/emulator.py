@@ -58,7 +58,7 @@ import zlib
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 from urllib.parse import parse_qs, urlsplit
 
 __all__ = ["THROTTLE_ERRORS", "DynamoDBEmulator", "EmulatorError", "item_size", "main"]
@@ -541,6 +541,9 @@ class DynamoDBEmulator:
             :meth:`set_faults`.
         seed: RNG seed for fault injection (reproducible runs).
         region: region used in table ARNs.
+        clock: the monotonic clock of the write budgets and the per-second
+            series (default ``time.monotonic``); a test may pass a simulated
+            one. Latency is always slept for real.
     """
 
     def __init__(
@@ -558,7 +561,10 @@ class DynamoDBEmulator:
         fault_ops: Iterable[str] = DEFAULT_FAULT_OPS,
         seed: Optional[int] = None,
         region: str = "us-east-1",
+        clock: Optional[Callable[[], float]] = None,
     ) -> None:
+        self._clock: Callable[[], float] = clock or time.monotonic
+        self._in_flight = 0
         self.host = host
         self.port = port
         self.region = region
@@ -617,7 +623,7 @@ class DynamoDBEmulator:
         self._server = server
         self.port = server.server_address[1]
         with self._lock:
-            self._t0 = time.monotonic()
+            self._t0 = self._clock()
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="dynamodb-emulator", daemon=True
         )
@@ -666,7 +672,7 @@ class DynamoDBEmulator:
 
     def _configure_bucket(self, table: _Table) -> None:
         rate, burst = self._effective_rate(table)
-        table.bucket.configure(rate, burst, time.monotonic())
+        table.bucket.configure(rate, burst, self._clock())
 
     def set_write_rate(self, table: Optional[str], wcu_per_s: Optional[float], burst_s: Optional[float] = None) -> None:
         """Set the write budget of ``table`` (None = the default for all tables).
@@ -759,7 +765,7 @@ class DynamoDBEmulator:
     # metrics ---------------------------------------------------------------------
 
     def _reset_metrics(self) -> None:
-        self._t0 = time.monotonic()
+        self._t0 = self._clock()
         self._requests = dict.fromkeys(OUTCOMES, 0)
         self._ops_count: dict[str, int] = {}
         self._items_written = 0
@@ -770,6 +776,7 @@ class DynamoDBEmulator:
         self._budget_throttles = 0
         self._wcu_total = 0.0
         self._wcu_by_second: dict[int, float] = {}
+        self._in_flight_peak = 0
 
     def reset(self) -> None:
         """Drop all tables and zero the metrics (settings and faults stay; the RNG is re-seeded)."""
@@ -800,11 +807,13 @@ class DynamoDBEmulator:
         ``requests``: answers by outcome (ok, partial = some items returned
         unprocessed, throttled = a throttle error from the budget or a fault,
         5xx, dropped, refused = while down, error = any other 4xx);
-        ``wcu_per_second``: [[second since start/reset, WCU], ...].
+        ``wcu_per_second``: [[second since start/reset, WCU], ...];
+        ``in_flight_peak``: the most DynamoDB requests being answered at once
+        (their latency included).
         """
         with self._lock:
             return {
-                "uptime_s": time.monotonic() - self._t0,
+                "uptime_s": self._clock() - self._t0,
                 "requests": dict(self._requests),
                 "ops": dict(self._ops_count),
                 "items_written": self._items_written,
@@ -815,6 +824,7 @@ class DynamoDBEmulator:
                 "faults_injected": dict(self._faults_injected),
                 "wcu_consumed": self._wcu_total,
                 "wcu_per_second": [list(p) for p in self._series_locked()],
+                "in_flight_peak": self._in_flight_peak,
                 "tables": {
                     n: {"item_count": len(t.items), "write_rate": t.bucket.rate, "burst_s": t.bucket.burst_s}
                     for n, t in self._tables.items()
@@ -845,6 +855,16 @@ class DynamoDBEmulator:
 
     def handle(self, target: Optional[str], body: bytes) -> Any:
         """Answer one DynamoDB request: (status, JSON bytes), or _DROP."""
+        with self._lock:
+            self._in_flight += 1
+            self._in_flight_peak = max(self._in_flight_peak, self._in_flight)
+        try:
+            return self._handle(target, body)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def _handle(self, target: Optional[str], body: bytes) -> Any:
         if not target or not target.startswith(TARGET_PREFIX):
             with self._lock:
                 self._requests["error"] += 1
@@ -919,7 +939,7 @@ class DynamoDBEmulator:
         name = req.get("TableName")
         if name in self._tables:
             raise EmulatorError("ResourceInUseException", "Table already exists: %s" % name)
-        t = _Table(req, self.region, time.monotonic())
+        t = _Table(req, self.region, self._clock())
         self._configure_bucket(t)
         self._tables[t.name] = t
         return {"TableDescription": t.description()}, "ok"
@@ -987,7 +1007,7 @@ class DynamoDBEmulator:
         if size > MAX_ITEM_BYTES:
             raise _validation("Item size has exceeded the maximum allowed size")
         cost = _write_units(size)
-        now = time.monotonic()
+        now = self._clock()
         if not t.bucket.take(cost, now):
             raise self._throttle(t)
         old = t.put(key, item, size)
@@ -1005,7 +1025,7 @@ class DynamoDBEmulator:
         t = self._table(req.get("TableName"))
         _reject_unsupported(req, ("ConditionExpression", "Expected"))
         key = t.key_of_key(req.get("Key"))
-        now = time.monotonic()
+        now = self._clock()
         if not t.bucket.take(1, now):
             raise self._throttle(t)
         old = t.delete(key)
@@ -1068,7 +1088,7 @@ class DynamoDBEmulator:
                     raise _validation("Provided list of item keys contains duplicates")
                 seen.add(key)
                 plan.append((t, key, item, size, cost, r))
-        now = time.monotonic()
+        now = self._clock()
         unp_frac = self._faults["unprocessed_fraction"] if "BatchWriteItem" in self._fault_ops else 0.0
         rng = self._rng
         unprocessed: dict[str, list[Any]] = {}

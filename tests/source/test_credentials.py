@@ -1,6 +1,7 @@
 """Source credentials: Secrets Manager (moto), a named env var, IAM URLs; never echoed."""
 import json
 import logging
+import re
 
 import boto3
 import pytest
@@ -114,3 +115,23 @@ def test_looked_up_passwords_are_scrubbed_from_log_records_and_tracebacks():
         logger.removeHandler(handler)
     assert records and not any(PASSWORD in text for text in records)
     assert REDACTED in records[0] and "driver said" in records[1]
+
+
+@pytest.mark.parametrize("theirs", ["", "(?i)nothing", "(?i)secret|password|token|credential|access[._]?key"])
+def test_spark_redaction_can_be_widened_by_config_never_narrowed(theirs):
+    from idstore.secrets import SECRET_SETTING_REGEX, with_redaction_kept
+
+    conf = with_redaction_kept({"spark.redaction.regex": theirs} if theirs else {})
+    # Java takes (?i) anywhere; Python only at the start, so read it as one flag here
+    pattern = re.compile(conf["spark.redaction.regex"].replace("(?i)", ""), re.IGNORECASE)
+    for name in ("spark.hadoop.fs.s3a.secret.key", "spark.my.password", "spark.session.token"):
+        assert pattern.search(name)
+    assert conf["spark.redaction.regex"].startswith(SECRET_SETTING_REGEX)
+    assert re.search(conf["spark.sql.redaction.options.regex"], "password")
+
+
+def test_java_regex_literals_escape_every_character():
+    from idstore.secrets import java_regex_literal
+
+    assert java_regex_literal("a}$") == "\\u0061\\u007D\\u0024"
+    assert java_regex_literal("\U0001F600") == "\\uD83D\\uDE00"  # UTF-16 surrogates, as Java strings hold it

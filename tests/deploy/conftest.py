@@ -1,6 +1,11 @@
-"""Fixtures for the deploy tests: production-like configs and a moto server over HTTP."""
+"""Fixtures for the deploy tests: production-like configs, a moto server over HTTP, and dist/
+built once per session (quick, and with a real wheelhouse)."""
 import json
+import platform
 import re
+import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -172,3 +177,49 @@ def _python_pattern(pattern):
         return re.compile(pattern, re.DOTALL)
     except re.error:
         return None
+
+
+# -- dist/, built once per session --------------------------------------------------------------
+def pypi_reachable() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def quick_build(tmp_path_factory) -> subprocess.CompletedProcess:
+    """`python -m idstore_tools.deploy.package --no-wheelhouse`, as `make package` runs it; its
+    output goes to quick_build.out (the dist/ folder)."""
+    out = tmp_path_factory.mktemp("quick") / "dist"
+    result = subprocess.run([sys.executable, "-m", "idstore_tools.deploy.package", "--out", str(out), "--no-wheelhouse"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    result.out = out
+    return result
+
+
+@pytest.fixture(scope="session")
+def quick_dist(quick_build) -> Path:
+    """dist/ without the wheelhouse (quick: no download)."""
+    return quick_build.out
+
+
+@pytest.fixture(scope="session")
+def online() -> None:
+    """The package index is reachable (uv resolves against it, pip downloads from it)."""
+    if not pypi_reachable():
+        pytest.skip("no package index reachable: the wheelhouse is downloaded")
+
+
+@pytest.fixture(scope="session")
+def cluster_dist(tmp_path_factory, online) -> Path:
+    """dist/ with a real wheelhouse, resolved by uv and downloaded from the index, for CPython 3.9
+    and 3.11 on this machine's CPU (the cluster's two CPUs take twice as long), and the EMR
+    Serverless archive for 3.9. Built once for every test that installs from it."""
+    from idstore_tools.deploy import package
+
+    out = tmp_path_factory.mktemp("cluster") / "dist"
+    package.build(out, targets=[package.Target(python, platform.machine()) for python in ("3.9", "3.11")])
+    return out

@@ -1,8 +1,6 @@
 """`idstore deploy` against moto S3: a versioned prefix, written once, manifest last."""
 import hashlib
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -11,13 +9,10 @@ from idstore_tools.deploy import cli
 from idstore_tools.deploy.publish import DeployError, deploy
 
 
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory):
-    out = tmp_path_factory.mktemp("publish") / "dist"
-    result = subprocess.run([sys.executable, "-m", "idstore_tools.deploy.package", "--out", str(out), "--no-wheelhouse"],
-                            capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr
-    return out
+@pytest.fixture
+def dist(quick_dist):
+    """The session's quick dist/ (deploy reads it, never changes it)."""
+    return quick_dist
 
 
 @pytest.fixture

@@ -3,8 +3,13 @@ the job entry points, the conf files, the bootstrap action and a manifest with c
 
     python -m idstore_tools.deploy.package --out dist [--no-wheelhouse] [--target 3.11-x86_64 ...]
 
-The wheelhouse is fetched with `pip download --platform ... --only-binary=:all:`, so one
-machine builds it for every cluster: manylinux x86_64 and aarch64, CPython 3.9 and 3.11.
+Only the `idstore` distribution (lib/idstore, what runs on the cluster) and its runtime
+dependencies go into dist/; idstore-tools (tools/, this module among it) never does.
+The wheelhouse is resolved by uv for each target interpreter and platform
+(`uv pip compile --python-version 3.9 --python-platform x86_64-manylinux_2_34`: markers are
+evaluated for the target, not for the Python running this) and then fetched, exactly the
+pinned set, with `pip download --no-deps --only-binary=:all: --platform ...`, so one machine
+builds it for every cluster: manylinux x86_64 and aarch64, CPython 3.9 and 3.11.
 PySpark is not in it: EMR has its own.
 """
 import argparse
@@ -13,6 +18,7 @@ import json
 import logging
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +28,7 @@ import zipfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 from idstore_tools.deploy import layout
 
@@ -31,10 +37,11 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 # Amazon Linux 2023 (EMR 7, EMR Serverless 7) has glibc 2.34: any manylinux wheel up to 2_34 runs there.
 GLIBC_MINOR = 34
-# setup.py lists no package data; without this the wheel lacks base.toml and load_config fails on
-# the cluster. A no-op once setup.py ships base.toml itself (setup() arguments win over setup.cfg).
-PACKAGE_DATA_CFG = "[options.package_data]\nidstore = base.toml\n"
 REQUIRED_IN_WHEEL = ("idstore/__init__.py", "idstore/base.toml", "idstore/config.py")
+# what the cluster wheel and wheelhouse must never hold: the tooling, its own distribution
+TOOLS_PACKAGE = "idstore_tools"
+TOOLS_DISTRIBUTION = "idstore-tools"
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)")
 
 
 class PackageError(RuntimeError):
@@ -56,6 +63,11 @@ class Target:
     def name(self) -> str:
         return f"{self.python}-{self.arch}"
 
+    @property
+    def uv_platform(self) -> str:
+        """uv's --python-platform: manylinux wheels up to this glibc, markers for Linux on this CPU."""
+        return f"{self.arch}-manylinux_2_{GLIBC_MINOR}"
+
     def platforms(self) -> List[str]:
         # pip does not widen manylinux_2_X tags on its own: list every glibc the nodes can load.
         tags = [f"manylinux_2_{minor}_{self.arch}" for minor in range(GLIBC_MINOR, 16, -1)]
@@ -67,14 +79,8 @@ class Target:
             args += ["--platform", tag]
         return args
 
-    def marker_environment(self) -> Dict[str, str]:
-        """PEP 508 marker values on the target (Linux, CPython)."""
-        return {
-            "python_version": self.python, "python_full_version": f"{self.python}.0",
-            "implementation_name": "cpython", "implementation_version": f"{self.python}.0",
-            "platform_python_implementation": "CPython", "os_name": "posix", "sys_platform": "linux",
-            "platform_system": "Linux", "platform_machine": self.arch, "platform_release": "", "platform_version": "",
-        }
+    def uv_compile_args(self) -> List[str]:
+        return ["--python-version", self.python, "--python-platform", self.uv_platform, "--only-binary", ":all:"]
 
     @classmethod
     def parse(cls, text: str) -> "Target":
@@ -127,8 +133,12 @@ def _build_into(staging: Path, source: Path, targets: Sequence[Target], wheelhou
     shutil.copy2(wheel, house / wheel.name)
     packages: Dict[str, Dict[str, str]] = {}
     archives: List[str] = []
+    resolver: Dict[str, Any] = {}
     if wheelhouse:
         packages = download_wheelhouse(wheel, house, targets, constraints)
+        check_wheelhouse(house)
+        resolver = {"tool": "uv", "version": uv_version(),
+                    "platforms": {t.name: t.uv_platform for t in targets}}
         if serverless:
             for target in targets:
                 if target.python == layout.SERVERLESS_PYTHON:
@@ -142,7 +152,8 @@ def _build_into(staging: Path, source: Path, targets: Sequence[Target], wheelhou
         "built_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": _git_info(source),
         "wheel": wheel.name,
-        "wheelhouse": {"complete": wheelhouse, "targets": {t.name: packages.get(t.name, {}) for t in targets}},
+        "wheelhouse": {"complete": wheelhouse, "resolver": resolver,
+                       "targets": {t.name: packages.get(t.name, {}) for t in targets}},
         "serverless_archives": archives,
         "files": file_checksums(staging),
     }
@@ -151,7 +162,8 @@ def _build_into(staging: Path, source: Path, targets: Sequence[Target], wheelhou
 
 
 def build_wheel(source: Path, dest: Path) -> Path:
-    """Build the idstore wheel from a clean copy of the source (no build/ or egg-info in the repo)."""
+    """Build the idstore wheel from a clean copy of the source: setup.py and lib/ only (no tools/,
+    no build/ or egg-info), so nothing of idstore-tools can end up in it."""
     with tempfile.TemporaryDirectory(prefix="idstore-wheel-") as tmp:
         tree = Path(tmp) / "src"
         tree.mkdir()
@@ -161,18 +173,23 @@ def build_wheel(source: Path, dest: Path) -> Path:
             source / "lib", tree / "lib",
             ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc"),
         )
-        (tree / "setup.cfg").write_text(PACKAGE_DATA_CFG)
         built = Path(tmp) / "wheel"
         run_pip(["wheel", "--no-deps", "--wheel-dir", str(built), str(tree)], "build the idstore wheel")
-        wheels = sorted(built.glob("idstore-*.whl"))
-        if len(wheels) != 1:
+        wheels = sorted(built.glob("*.whl"))
+        if len(wheels) != 1 or not wheels[0].name.startswith("idstore-"):
             raise PackageError(f"expected one idstore wheel, pip built {[w.name for w in wheels]}")
         target = dest / wheels[0].name
         shutil.copy2(wheels[0], target)
     with zipfile.ZipFile(target) as archive:
-        missing = [name for name in REQUIRED_IN_WHEEL if name not in archive.namelist()]
+        names = archive.namelist()
+    missing = [name for name in REQUIRED_IN_WHEEL if name not in names]
     if missing:
         raise PackageError(f"{target.name} lacks {', '.join(missing)}")
+    version = wheel_version(target)
+    stray = sorted({n.split("/", 1)[0] for n in names} - {"idstore", f"idstore-{version}.dist-info"})
+    if stray:
+        raise PackageError(f"{target.name} holds more than the idstore package: {', '.join(stray)}; "
+                           "the cluster wheel is lib/idstore only (the tooling is idstore-tools, in tools/)")
     return target
 
 
@@ -186,85 +203,109 @@ def download_wheelhouse(wheel: Path, house: Path, targets: Sequence[Target],
     resolved: Dict[str, Dict[str, str]] = {}
     for target in targets:
         with tempfile.TemporaryDirectory(prefix="idstore-wheels-") as tmp:
-            wheels = resolve_for_target(wheel, target, Path(tmp), constraints)
+            pins = compile_requirements(wheel, target, Path(tmp), constraints)
+            wheels = download_pinned(pins, target, Path(tmp) / "wheels")
             for path in wheels.values():
                 if not (house / path.name).exists():
                     shutil.move(str(path), str(house / path.name))
-        resolved[target.name] = {name: path.name for name, path in sorted(wheels.items()) if name != "idstore"}
+        resolved[target.name] = {name: path.name for name, path in sorted(wheels.items())}
         log.info("wheelhouse for CPython %s: %s", target.name, ", ".join(resolved[target.name].values()))
     return resolved
 
 
-def resolve_for_target(wheel: Path, target: Target, dest: Path, constraints: Optional[Path] = None,
-                       max_rounds: int = 12) -> Dict[str, Path]:
-    """The wheels `wheel` needs on `target`, downloaded into `dest`: {package: wheel path}.
+def compile_requirements(wheel: Path, target: Target, dest: Path, constraints: Optional[Path] = None) -> Path:
+    """`uv pip compile` of the idstore wheel for `target`: a requirements file of every runtime
+    dependency pinned (==) with its hashes, idstore itself left out; its path.
 
-    `pip download --python-version` picks wheels for the target but evaluates environment
-    markers for the interpreter running pip (3.11 here: no tomli for 3.9, and botocore's
-    urllib3<1.27 pin for 3.9 is missed). So dependencies are followed here, markers evaluated
-    for the target, and pip downloads each round's requirement set with --no-deps until the set
-    stops changing.
+    uv evaluates the markers for the target (tomli and botocore's urllib3<1.27 on 3.9, not on
+    3.11) and, with --only-binary, picks only versions that have a wheel for its platform.
     """
-    requirements: List[str] = []
-    for round_no in range(max_rounds):
-        round_dir = dest / f"round{round_no}"
-        args = ["download", "--no-deps", "--dest", str(round_dir), *target.pip_args()]
-        if constraints:
-            args += ["--constraint", str(constraints)]
-        log.info("CPython %s: resolving %d requirement(s), round %d", target.name, len(requirements) + 1, round_no + 1)
-        run_pip([*args, str(wheel), *requirements], f"download the runtime dependencies for CPython {target.name}")
-        wheels = {_project(path.name): path for path in sorted(round_dir.glob("*.whl"))}
-        extras = _requested_extras(requirements)
-        needed = sorted({
-            req for name, path in wheels.items() for req in wheel_requirements(path, target, extras.get(name, ()))
-        })
-        if needed == requirements:
-            return wheels
-        requirements = needed
-    raise PackageError(f"the dependencies for CPython {target.name} did not settle in {max_rounds} rounds")
+    dest.mkdir(parents=True, exist_ok=True)
+    source = dest / "requirements.in"
+    source.write_text(f"idstore @ {wheel.resolve().as_uri()}\n")
+    pins = dest / f"requirements-{target.name}.txt"
+    command = [uv_binary(), "pip", "compile", str(source), "--output-file", str(pins), *target.uv_compile_args(),
+               "--generate-hashes", "--no-emit-package", "idstore", "--no-header", "--no-annotate",
+               "--no-python-downloads", "--quiet", *_uv_index_args()]
+    if constraints:
+        command += ["--constraint", str(Path(constraints).resolve())]
+    log.info("CPython %s: uv pip compile --python-version %s --python-platform %s", target.name, target.python,
+             target.uv_platform)
+    _run(command, f"resolve the runtime dependencies for CPython {target.name} with uv")
+    pinned = pinned_requirements(pins)
+    if TOOLS_DISTRIBUTION in pinned:
+        raise PackageError(f"the cluster's dependencies for CPython {target.name} include {TOOLS_DISTRIBUTION}; "
+                           "the tooling never ships to the cluster (check install_requires in setup.py)")
+    return pins
 
 
-def wheel_requirements(wheel: Path, target: Target, extras: Iterable[str] = ()) -> List[str]:
-    """Requires-Dist of a wheel that apply on `target`, markers evaluated for the target."""
-    markers, requirement_cls = _packaging()
-    with zipfile.ZipFile(wheel) as archive:
-        metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA") and n.count("/") == 1)
-        text = archive.read(metadata).decode("utf-8")
-    environment = target.marker_environment()
-    found = []
-    for line in text.splitlines():
-        if not line.startswith("Requires-Dist:"):
-            continue
-        requirement = requirement_cls(line.split(":", 1)[1].strip())
-        applies = requirement.marker is None or any(
-            requirement.marker.evaluate({**environment, "extra": extra}) for extra in ("", *extras)
-        )
-        if applies:
-            extras_text = f"[{','.join(sorted(requirement.extras))}]" if requirement.extras else ""
-            found.append(f"{requirement.name.lower().replace('_', '-')}{extras_text}{requirement.specifier}")
+def pinned_requirements(pins: Path) -> Dict[str, str]:
+    """{normalised project: version} of a requirements file of `name==version` lines."""
+    found: Dict[str, str] = {}
+    for line in pins.read_text().splitlines():
+        match = PIN.match(line.strip())
+        if match:
+            found[_normalise(match.group(1))] = match.group(2)
     return found
 
 
-def _requested_extras(requirements: Sequence[str]) -> Dict[str, Tuple[str, ...]]:
-    _, requirement_cls = _packaging()
-    wanted: Dict[str, Tuple[str, ...]] = {}
-    for text in requirements:
-        requirement = requirement_cls(text)
-        name = requirement.name.lower().replace("_", "-")
-        wanted[name] = tuple(sorted(set(wanted.get(name, ())) | set(requirement.extras)))
-    return wanted
+def download_pinned(pins: Path, target: Target, dest: Path) -> Dict[str, Path]:
+    """`pip download --no-deps` of exactly the pinned set (hashes checked) as wheels for `target`;
+    {package: wheel path}. Nothing is resolved here: uv did that for the target."""
+    pinned = pinned_requirements(pins)
+    run_pip(["download", "--no-deps", "--require-hashes", "--requirement", str(pins), "--dest", str(dest),
+             *target.pip_args()], f"download the runtime dependencies for CPython {target.name}")
+    wheels = {_project(path.name): path for path in sorted(dest.glob("*.whl"))}
+    versions = {name: path.name.split("-")[1] for name, path in wheels.items()}
+    if versions != pinned:
+        raise PackageError(f"pip downloaded {sorted(versions.items())} for CPython {target.name}, "
+                           f"uv pinned {sorted(pinned.items())}")
+    return wheels
+
+
+def check_wheelhouse(house: Path) -> None:
+    """No wheel in the wheelhouse is idstore-tools or carries a module of it."""
+    for wheel in sorted(house.glob("*.whl")):
+        if _project(wheel.name) == TOOLS_DISTRIBUTION:
+            raise PackageError(f"{wheel.name} is the tooling; it never ships to the cluster")
+        with zipfile.ZipFile(wheel) as archive:
+            if any(n.split("/", 1)[0] == TOOLS_PACKAGE for n in archive.namelist()):
+                raise PackageError(f"{wheel.name} carries {TOOLS_PACKAGE}; the tooling never ships to the cluster")
+
+
+def uv_binary() -> str:
+    """uv, from the `uv` package in this environment (the dev extra) or from PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise PackageError("uv not found: it resolves the wheelhouse (pip install -e '.[dev]', or put uv on PATH); "
+                       "--no-wheelhouse builds without it")
+
+
+def uv_version() -> str:
+    result = subprocess.run([uv_binary(), "--version"], capture_output=True, text=True)
+    return result.stdout.split()[1] if result.returncode == 0 and result.stdout.split()[1:] else "unknown"
+
+
+def _uv_index_args() -> List[str]:
+    """pip downloads from PIP_INDEX_URL when it is set; uv must resolve against the same index."""
+    if os.environ.get("UV_DEFAULT_INDEX") or os.environ.get("UV_INDEX_URL"):
+        return []
+    index = os.environ.get("PIP_INDEX_URL")
+    return ["--default-index", index] if index else []
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _project(wheel_name: str) -> str:
-    return wheel_name.split("-")[0].lower().replace("_", "-")
-
-
-def _packaging():
-    try:
-        from packaging import markers, requirements
-    except ImportError:  # pip always carries a copy
-        from pip._vendor.packaging import markers, requirements
-    return markers, requirements.Requirement
+    return _normalise(wheel_name.split("-")[0])
 
 
 def build_serverless_archive(house: Path, wheels: Iterable[str], target: Target, archive: Path) -> Path:
@@ -339,16 +380,20 @@ def verify_dist(dist: Path) -> Dict[str, Any]:
 
 def run_pip(args: Iterable[str], what: str, isolated: bool = False) -> None:
     """Run this interpreter's pip; `isolated` ignores pip config and PIP_* variables (no extra indexes)."""
-    command = [sys.executable, "-m", "pip", *args]
     env = dict(os.environ)
     if isolated:
         env = {k: v for k, v in env.items() if not k.startswith("PIP_")}
         env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    _run([sys.executable, "-m", "pip", *args], what, env)
+
+
+def _run(command: List[str], what: str, env: Optional[Dict[str, str]] = None) -> None:
     log.debug("%s: %s", what, " ".join(command))
     result = subprocess.run(command, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise PackageError(f"could not {what} (pip exit {result.returncode}):\n{result.stderr[-3000:]}")
+        tool = Path(command[0]).name if "pip" not in command[:3] else "pip"
+        raise PackageError(f"could not {what} ({tool} exit {result.returncode}):\n{result.stderr[-3000:]}")
 
 
 def _git_info(source: Path) -> Dict[str, Any]:
@@ -384,11 +429,56 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"idstore package: {exc}", file=sys.stderr)
         return 1
     print(f"built {args.out}: idstore {manifest['version']}, {len(manifest['files'])} files")
-    for name, packages in manifest["wheelhouse"]["targets"].items():
-        listed = ", ".join(f"{k} {v.split('-')[1]}" for k, v in sorted(packages.items())) or "(no wheelhouse)"
-        print(f"  CPython {name}: {listed}")
+    print(summary(Path(args.out), manifest))
+    tools_wheel = measure_tools_wheel(Path(args.source))
+    if tools_wheel:
+        print(f"  not shipped: {tools_wheel[0]} ({_size(tools_wheel[1])}): the local stack, the emulator, "
+              "the demo, the deploy tooling")
     return 0
 
+
+def summary(dist: Path, manifest: Dict[str, Any]) -> str:
+    """What `make package` prints: per target, its wheels and their size; the wheelhouse in all."""
+    files = manifest["files"]
+    wheel = manifest["wheel"]
+    wheel_size = files[wheel]["size"]
+    lines = [f"  {wheel}: {_size(wheel_size)}"]
+    if not manifest["wheelhouse"]["complete"]:
+        lines.append("  wheelhouse: idstore only (--no-wheelhouse); the bootstrap action cannot install it")
+        return "\n".join(lines)
+    for name, packages in manifest["wheelhouse"]["targets"].items():
+        names = [wheel, *packages.values()]
+        size = sum(files[f"{layout.WHEELHOUSE}/{n}"]["size"] for n in names)
+        listed = ", ".join(f"{k} {v.split('-')[1]}" for k, v in sorted(packages.items()))
+        lines.append(f"  CPython {name}: {len(names)} wheels, {_size(size)} (idstore {_size(wheel_size)}): {listed}")
+    house = [(k, v["size"]) for k, v in files.items() if k.startswith(f"{layout.WHEELHOUSE}/")]
+    lines.append(f"  wheelhouse: {len(house)} wheels, {_size(sum(s for _, s in house))} in all")
+    for archive in manifest.get("serverless_archives", []):
+        lines.append(f"  {archive}: {_size(files[archive]['size'])}")
+    return "\n".join(lines)
+
+
+def measure_tools_wheel(source: Path) -> Optional[Sequence[Any]]:
+    """(name, size) of the idstore-tools wheel built from source/tools: what the split keeps off
+    the cluster. None when there is no tools/ or it does not build."""
+    if not (source / "tools" / "setup.py").is_file():
+        return None
+    with tempfile.TemporaryDirectory(prefix="idstore-tools-wheel-") as tmp:
+        tree = Path(tmp) / "src"
+        shutil.copytree(source / "tools", tree,
+                        ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc", "build"))
+        try:
+            run_pip(["wheel", "--no-deps", "--wheel-dir", str(Path(tmp) / "wheel"), str(tree)],
+                    "build the idstore-tools wheel")
+        except PackageError as exc:
+            log.warning("%s", exc)
+            return None
+        built = sorted((Path(tmp) / "wheel").glob("*.whl"))
+        return (built[0].name, built[0].stat().st_size) if built else None
+
+
+def _size(size: int) -> str:
+    return f"{size / 1e6:.1f} MB" if size >= 1e6 else f"{size / 1e3:.0f} kB"
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -58,7 +58,7 @@ class ValidationConfig:
 class DynamoDBConfig:
     table: str
     key_attribute: str
-    region: str
+    region: str  # not a key of its own: aws.region, the one region of a run
     endpoint_url: str
     write_rate: float
     capacity_fraction: float
@@ -214,7 +214,13 @@ def build_config(data: Mapping[str, Any]) -> Config:
     unknown = set(data) - set(_SECTIONS) - {"spark"}
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
-    sections = {name: _build_section(name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()}
+    sections = {name: _build_section(name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()
+                if name != "dynamodb"}
+    dynamodb = data.get("dynamodb", {})
+    if isinstance(dynamodb, Mapping) and "region" in dynamodb:
+        raise ConfigError("dynamodb.region: not a key; the table is in aws.region, the one region of a run")
+    sections["dynamodb"] = _build_section("dynamodb", DynamoDBConfig,
+                                          {**dynamodb, "region": sections["aws"].region})
     spark_conf = data.get("spark", {})
     for key, value in spark_conf.items():
         if isinstance(value, (dict, list)):

@@ -105,7 +105,12 @@ def test_an_endpoint_down_past_the_deadline_fails_loudly(emulator, emu_table, fa
     )
     assert code == 1, output
     assert report["outcome"] == "failed"
-    assert "no_progress_timeout_s" in output and "unwritten" in output
+    # the one line a user reads, in the report and the summary: what failed, why, and what is not written
+    error = report["error"]
+    assert error.startswith(f"WriteFailed: DynamoDB write to {emu_table} failed in partition ")
+    assert "nothing written for" in error and "(dynamodb.no_progress_timeout_s = 4)" in error
+    assert "Not written: " in error and "Spark retries the task" in error
+    assert f"  error: {error}" in output
     assert "written" not in report["counts"]
 
 

@@ -4,6 +4,7 @@ Shared by the spark-submit entry points in jobs/ and by `idstore sync|filter`.
 """
 import logging
 import os
+import re
 import sys
 from typing import Mapping, Optional, Sequence
 
@@ -89,8 +90,28 @@ def _publish(config, report: RunReport) -> None:
 
 
 def _short(exc: BaseException) -> str:
-    """The first line of an error; Py4J errors carry a whole JVM stack trace."""
+    """What failed, in a line: a Python error raised in a task, else the JVM's or Python's message.
+
+    A Py4J error carries a whole JVM stack trace; when a task's Python code failed (the writer
+    naming what it did not write, say), the Spark message wraps that error's traceback.
+    """
     java = getattr(exc, "java_exception", None)  # Py4JJavaError: the JVM's own message says what failed
     text = (str(java.toString()) if java is not None else str(exc)).strip() or type(exc).__name__
-    first = text.splitlines()[0]
-    return f"{type(exc).__name__}: {first}"[:2000]
+    task_error = _task_python_error(text)
+    first = task_error or text.splitlines()[0]
+    return (first if task_error else f"{type(exc).__name__}: {first}")[:2000]
+
+
+_PYTHON_ERROR_LINE = re.compile(r"^([A-Za-z_][\w.]*(?:Error|Exception|Failed|Refused)): (.+)$")
+
+
+def _task_python_error(text: str) -> str:
+    """The `Name: message` line ending the first Python traceback in `text`, or ''."""
+    _, found, rest = text.partition("Traceback (most recent call last):")
+    if not found:
+        return ""
+    for line in rest.splitlines():
+        match = _PYTHON_ERROR_LINE.match(line)
+        if match:
+            return f"{match.group(1).rsplit('.', 1)[-1]}: {match.group(2)}"
+    return ""

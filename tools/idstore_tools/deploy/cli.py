@@ -1,4 +1,4 @@
-"""`idstore render|deploy|submit|validate`: ship the jobs to AWS and run them there (docs/emr.md)."""
+"""`idstore render|deploy|submit|validate`: ship the jobs to AWS and run them (README.md, "Run on EMR")."""
 import argparse
 import json
 import logging

@@ -387,7 +387,6 @@ def write_local_config(
             {
                 "table": TABLE,
                 "key_attribute": KEY_ATTRIBUTE,
-                "region": info.region,
                 "endpoint_url": info.moto_endpoint,
                 "write_rate": 2000,
             },

@@ -36,6 +36,7 @@ setup(
             "vermin>=1.6",
             "matplotlib>=3.8",
             "cfn-lint>=1.0",
+            "uv>=0.13,<0.14",  # make package: resolves the wheelhouse for each cluster Python and CPU
         ],
     },
 )

@@ -15,6 +15,8 @@ setup(
         "idstore",
         "moto[server]>=5.0",
         "pg8000>=1.30",
+        # package: resolves the cluster wheelhouse (uv pip compile --python-version --python-platform)
+        "uv>=0.13,<0.14",
     ],
     entry_points={"console_scripts": ["idstore=idstore_tools.cli:main"]},
 )

@@ -47,8 +47,8 @@ bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs h
 bench-filter: setup ## benchmark: 10M events, idstore vs scan-only, Python UDF and sort-merge join
 	$(PY) benchmarks/bench_filter.py
 
-package: setup ## build dist/: wheel, cluster wheelhouse, jobs, conf, bootstrap, manifest
-	$(PY) -m idstore_tools.deploy.package --out dist
+package: setup ## build dist/: idstore wheel (no tooling), uv-resolved cluster wheelhouse, jobs, conf, bootstrap, manifest; prints sizes
+	$(PY) -m idstore_tools.deploy.package --out dist $(PACKAGE_ARGS)
 
 clean: ## remove build output and local state
 	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse

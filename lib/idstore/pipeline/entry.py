@@ -84,8 +84,7 @@ def _publish(config, report: RunReport) -> None:
         where = None
     publish_run_metrics(config, report)  # never raises
     lines = report.summary_lines()
-    if where:
-        lines.append(f"  report: {where}")
+    lines.append(f"  report: {where}" if where else "  report: none written (report.path is empty)")
     print("\n".join(scrubbed(lines)), flush=True)
 
 

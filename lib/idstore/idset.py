@@ -82,7 +82,7 @@ def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mappin
     if ids_from == "dynamodb":
         from idstore.dynamodb.scanner import scan_keys
 
-        keys = scan_keys(spark, config.dynamodb, read_rate=config.dynamodb.read_rate)
+        keys = scan_keys(spark, config.dynamodb)  # described there, paced by the one rule for every scan
         return keys.withColumnRenamed("key", config.source.id_column)
     return read_latest_snapshot(spark, config)
 

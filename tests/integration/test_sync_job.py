@@ -17,15 +17,11 @@ import pytest
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, load_config
+from idstore.dynamodb.rate import scan_read_rate
+from idstore.idset import with_attribute_types
 from idstore.pipeline.common import RunRefused, RunReport, redacted_config
 from idstore.pipeline.entry import run_job as run_job_in_process
-from idstore.pipeline.sync import (
-    item_constants,
-    mirror_refusal,
-    run_sync,
-    scan_read_rate,
-    with_attribute_types,
-)
+from idstore.pipeline.sync import item_constants, mirror_refusal, run_sync
 from idstore.snapshot import POINTER, read_latest_snapshot, write_snapshot
 from idstore_tools.local.stack import aws_client
 from idstore_tools.testing.readback import scan_items

@@ -202,26 +202,15 @@ def rejected_share_refusal(source: SourceSet, limit: float) -> Optional[str]:
 
 
 def find_stale_keys(spark: SparkSession, cfg: DynamoDBConfig, ids: DataFrame, id_column: str,
-                    read_rate: float) -> StaleKeys:
+                    table: Mapping[str, Any]) -> StaleKeys:
     """Parallel Scan of the table, anti-joined with the source ids."""
     from idstore.dynamodb.scanner import scan_keys
 
-    keys = scan_keys(spark, cfg, read_rate=read_rate).persist(StorageLevel.MEMORY_AND_DISK)
+    keys = scan_keys(spark, cfg, table).persist(StorageLevel.MEMORY_AND_DISK)
     table_keys = keys.count()
     in_source = ids.select(F.col(id_column).alias(KEY))
     stale = keys.join(in_source, on=KEY, how="left_anti").persist(StorageLevel.MEMORY_AND_DISK)
     return StaleKeys(table_keys, stale.count(), keys, stale)
-
-
-def scan_read_rate(cfg: DynamoDBConfig, table: Mapping[str, Any]) -> float:
-    """RCU/s for the mirror Scan: dynamodb.read_rate, else the write rule applied to reads."""
-    if cfg.read_rate > 0:
-        return cfg.read_rate
-    billing = table.get("BillingModeSummary", {}).get("BillingMode", "PROVISIONED")
-    provisioned = table.get("ProvisionedThroughput", {}).get("ReadCapacityUnits", 0)
-    if billing != "PAY_PER_REQUEST" and provisioned:
-        return cfg.capacity_fraction * provisioned
-    return 0.0  # the scanner's default pace
 
 
 def plan_sync(spark: SparkSession, config: Config, source: SourceSet, table: Mapping[str, Any],
@@ -344,7 +333,7 @@ def _sync(spark: SparkSession, config: Config, report: RunReport, environ: Mappi
     stale = None
     if cfg.mode == "mirror":
         with report.timed("scan"):
-            stale = find_stale_keys(spark, cfg, source.ids, config.source.id_column, scan_read_rate(cfg, table))
+            stale = find_stale_keys(spark, cfg, source.ids, config.source.id_column, table)
         cached += [stale.keys, stale.stale]
         report.counts.update(table_keys_before=stale.table_keys, stale=stale.deletes)
     plan = plan_sync(spark, config, source, table, stale)

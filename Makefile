@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# pinned JVM artifacts (jvm/pom.xml, checked against jvm/jars.sha256), never committed
+JARS_STAMP := .jars/.verified
 JDBC_JAR := /usr/share/java/postgresql.jar
 # Spark's Python workers and driver run the venv's interpreter
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
@@ -11,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps test test-unit demo lint bench-write bench-filter package clean
+.PHONY: help setup system-deps jars test test-unit demo lint bench-write bench-filter package clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,7 +28,16 @@ $(STAMP): setup.py tools/setup.py
 	$(PY) -m pip install --quiet -e '.[spark,test,dev]' -e ./tools
 	@touch $(STAMP)
 
-setup: $(STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools
+$(JARS_STAMP): jvm/pom.xml jvm/jars.sha256 scripts/fetch-jars.sh
+	@$(MAKE) --no-print-directory system-deps
+	@bash scripts/fetch-jars.sh
+	@touch $(JARS_STAMP)
+
+jars: ## fetch the pinned jars into .jars/ (hadoop-aws 3.3.4, aws-java-sdk-bundle 1.12.262, redshift-jdbc42; the bench peers), SHA-256 checked
+	@bash scripts/fetch-jars.sh
+	@touch $(JARS_STAMP)
+
+setup: $(STAMP) $(JARS_STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars
 
 test: setup ## the whole suite: unit, integration (spark-submit, PostgreSQL, moto) and fault tests
 	$(PY) -m pytest tests -q -p no:cacheprovider
@@ -41,7 +52,7 @@ lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Pytho
 	$(VENV)/bin/ruff check lib tools jobs tests
 	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
 
-bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs hand-written loop vs batch_writer
+bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs hand-written loop, batch_writer, the EMR DynamoDB connector and spark-dynamodb
 	$(PY) benchmarks/bench_write.py
 
 bench-filter: setup ## benchmark: 10M events, idstore vs scan-only, Python UDF and sort-merge join
@@ -51,4 +62,4 @@ package: setup ## build dist/: idstore wheel (no tooling), uv-resolved cluster w
 	$(PY) -m idstore_tools.deploy.package --out dist $(PACKAGE_ARGS)
 
 clean: ## remove build output and local state
-	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse
+	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse .jars .jars.staging

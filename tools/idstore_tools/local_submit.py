@@ -11,10 +11,58 @@ from typing import Dict, List, Mapping, Optional, Sequence
 REPO = Path(__file__).resolve().parents[2]
 JOBS = {"sync": REPO / "jobs" / "sync_product_ids.py", "filter": REPO / "jobs" / "filter_failure_events.py"}
 JDBC_JAR = Path("/usr/share/java/postgresql.jar")
+# `make jars` (scripts/fetch-jars.sh) puts the pinned jars of jvm/pom.xml here, checksummed
+JARS_DIR = REPO / ".jars"
+REDSHIFT_DRIVER = "com.amazon.redshift.jdbc.Driver"
+
+# s3:// as on EMR, where EMRFS serves it: here S3A (hadoop-aws) does, against moto. Only the
+# endpoint (`spark.hadoop.fs.s3a.endpoint`, in the config's [spark]) differs between stacks;
+# the keys come from the environment (moto takes any), never from the Spark conf.
+S3A_CONF = {
+    "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+    "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
+    "spark.hadoop.fs.s3a.path.style.access": "true",
+    "spark.hadoop.fs.s3a.connection.ssl.enabled": "false",
+    "spark.hadoop.fs.s3a.aws.credentials.provider": "com.amazonaws.auth.EnvironmentVariableCredentialsProvider",
+    # moto answers at once: a dead endpoint should fail a local run quickly, not after 20 retries
+    "spark.hadoop.fs.s3a.attempts.maximum": "3",
+    "spark.hadoop.fs.s3a.retry.limit": "3",
+}
 
 
-def local_spark_conf() -> Dict[str, str]:
-    """What a local run needs that EMR provides: this Python on the workers, the JDBC jar."""
+class MissingJarsError(RuntimeError):
+    """The pinned jars are not in .jars/: `make jars` fetches them."""
+
+
+def job_jars() -> List[Path]:
+    """The jars a job needs here that EMR has on its classpath: S3A + AWS SDK, the Redshift
+    driver (from .jars/jobs) and Debian's PostgreSQL driver."""
+    jars = sorted((JARS_DIR / "jobs").glob("*.jar"))
+    if JDBC_JAR.exists():
+        jars.append(JDBC_JAR)
+    return jars
+
+
+def peer_jars() -> List[Path]:
+    """The benchmark peers: the EMR DynamoDB connector and spark-dynamodb (with their SDKs)."""
+    return sorted((JARS_DIR / "peers").glob("*.jar"))
+
+
+def require_jars(kind: str = "jobs") -> List[Path]:
+    """The jars of `kind`, or a MissingJarsError that says how to fetch them."""
+    jars = sorted((JARS_DIR / kind).glob("*.jar"))
+    if not jars:
+        raise MissingJarsError(f"no jars in {JARS_DIR / kind}: run `make jars` (scripts/fetch-jars.sh)")
+    return jars
+
+
+def s3a_endpoint_conf(endpoint: str, region: str) -> Dict[str, str]:
+    """The endpoint part of the S3A settings: what a local config's [spark] holds for moto."""
+    return {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.endpoint.region": region}
+
+
+def local_spark_conf(extra_jars: Sequence[Path] = ()) -> Dict[str, str]:
+    """What a local run needs that EMR provides: this Python on the workers, the jars, s3:// on S3A."""
     conf = {
         "spark.pyspark.python": sys.executable,
         "spark.pyspark.driver.python": sys.executable,
@@ -22,8 +70,15 @@ def local_spark_conf() -> Dict[str, str]:
         "spark.sql.shuffle.partitions": "4",
         "spark.driver.extraJavaOptions": f"-Dlog4j.configurationFile={REPO / 'conf' / 'log4j2.properties'}",
     }
-    if JDBC_JAR.exists():
-        conf["spark.jars"] = str(JDBC_JAR)
+    jars = [*job_jars(), *extra_jars]
+    if jars:
+        # On the JVM's own class path, as on EMR: spark.jars would copy the 280 MB SDK bundle
+        # into every local run's work dir. Driver and executors are one JVM on local[N].
+        class_path = ":".join(str(jar) for jar in jars)
+        conf["spark.driver.extraClassPath"] = class_path
+        conf["spark.executor.extraClassPath"] = class_path
+    if (JARS_DIR / "jobs").is_dir():
+        conf.update(S3A_CONF)
     return conf
 
 

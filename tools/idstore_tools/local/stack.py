@@ -34,6 +34,8 @@ KEY_ATTRIBUTE = "product_id"
 MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 # the same, as the environment of a process (spark-submit, Spark's Python workers) that talks to moto
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
+# the bucket `idstore local up` and the demo keep the config, the events and every output in
+LOCAL_BUCKET = "idstore-local"
 # initdb and postgres refuse to run as root; this user owns the cluster then.
 UNPRIVILEGED_USER = "nobody"
 
@@ -358,16 +360,82 @@ def connect_postgres(info: StackInfo, database: Optional[str] = None):
     )
 
 
+def moto_env(endpoint: str) -> Dict[str, str]:
+    """MOTO_ENV plus AWS_ENDPOINT_URL: what a driver needs to read `--conf s3://...` from moto
+    (boto3 takes the endpoint from there before the config, which names it, is read)."""
+    return {**MOTO_ENV, "AWS_ENDPOINT_URL": endpoint}
+
+
+def create_bucket(info: StackInfo, bucket: str = LOCAL_BUCKET) -> str:
+    """Create `bucket` in moto's S3 (an existing one is kept); returns its s3:// root."""
+    client = aws_client("s3", info.moto_endpoint, info.region)
+    try:
+        client.create_bucket(Bucket=bucket)
+    except (client.exceptions.BucketAlreadyOwnedByYou, client.exceptions.BucketAlreadyExists):
+        pass
+    return f"s3://{bucket}"
+
+
+def upload_tree(info: StackInfo, folder: Union[str, Path], uri: str) -> int:
+    """Copy every file under a local folder to the s3:// prefix `uri`; returns the file count."""
+    from idstore.io import split_s3
+
+    bucket, prefix = split_s3(uri)
+    client = aws_client("s3", info.moto_endpoint, info.region)
+    root = Path(folder)
+    count = 0
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        key = "/".join(part for part in (prefix.strip("/"), file.relative_to(root).as_posix()) if part)
+        client.upload_file(str(file), bucket, key)
+        count += 1
+    return count
+
+
+def list_keys(info: StackInfo, uri: str) -> List[str]:
+    """Every key under the s3:// prefix `uri`, relative to it."""
+    from idstore.io import split_s3
+
+    bucket, prefix = split_s3(uri)
+    prefix = prefix.rstrip("/") + "/" if prefix else ""
+    client = aws_client("s3", info.moto_endpoint, info.region)
+    keys: List[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        keys.extend(obj["Key"][len(prefix):] for obj in page.get("Contents", []))
+    return keys
+
+
+def download_tree(info: StackInfo, uri: str, folder: Union[str, Path]) -> Path:
+    """Copy every object under the s3:// prefix `uri` into a local folder (kept as a tree)."""
+    from idstore.io import split_s3
+
+    bucket, prefix = split_s3(uri)
+    client = aws_client("s3", info.moto_endpoint, info.region)
+    target = Path(folder)
+    base = prefix.rstrip("/") + "/" if prefix else ""
+    for relative in list_keys(info, uri):
+        local = target / relative
+        local.parent.mkdir(parents=True, exist_ok=True)
+        client.download_file(bucket, base + relative, str(local))
+    return target
+
+
 def write_local_config(
     info: StackInfo,
     path: Union[str, Path],
     data_dir: Union[str, Path],
     program: str = "FFA",
-) -> Path:
-    """Write an idstore TOML config for this stack; the password stays in Secrets Manager."""
+) -> Union[Path, str]:
+    """Write an idstore TOML config for this stack; the password stays in Secrets Manager.
+
+    `data_dir` is a local folder or an s3:// prefix (in moto, as on EMR); `path` a local file
+    or an s3:// key, where it is uploaded to moto (the bucket must exist: create_bucket).
+    Either way [spark] names moto's endpoint for S3A, so an s3:// path works in any config.
+    """
+    from idstore.io import is_s3
+
     if not program.replace("_", "").replace("-", "").isalnum():
         raise ValueError(f"program {program!r}: expected letters, digits, '_' or '-'")
-    data = Path(data_dir).resolve()
+    data: Union[Path, str] = str(data_dir).rstrip("/") if is_s3(str(data_dir)) else Path(data_dir).resolve()
     sections = [
         ("aws", {"region": info.region, "endpoint_url": info.moto_endpoint}),
         (
@@ -391,11 +459,11 @@ def write_local_config(
                 "write_rate": 2000,
             },
         ),
-        ("snapshot", {"path": str(data / "snapshots")}),
-        ("events", {"path": str(data / "failure-events")}),
-        ("output", {"path": str(data / "filtered"), "quarantine_path": str(data / "quarantine")}),
-        ("report", {"path": str(data / "reports")}),
-        ("spark", {"spark.sql.shuffle.partitions": "8"}),
+        ("snapshot", {"path": _under(data, "snapshots")}),
+        ("events", {"path": _under(data, "failure-events")}),
+        ("output", {"path": _under(data, "filtered"), "quarantine_path": _under(data, "quarantine")}),
+        ("report", {"path": _under(data, "reports")}),
+        ("spark", {"spark.sql.shuffle.partitions": "8", **_s3a_endpoint(info)}),
     ]
     lines = [
         "# Written by `idstore local up` for the running local stack; ports change on every up.",
@@ -405,10 +473,29 @@ def write_local_config(
         lines.append("")
         lines.append(f"[{name}]")
         lines.extend(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items())
+    text = "\n".join(lines) + "\n"
+    if is_s3(str(path)):
+        from idstore.io import split_s3
+
+        bucket, key = split_s3(str(path))
+        aws_client("s3", info.moto_endpoint, info.region).put_object(
+            Bucket=bucket, Key=key, Body=text.encode("utf-8")
+        )
+        return str(path)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    target.write_text(text, encoding="utf-8")
     return target
+
+
+def _under(root: Union[Path, str], name: str) -> str:
+    return f"{root}/{name}" if isinstance(root, str) else str(root / name)
+
+
+def _s3a_endpoint(info: StackInfo) -> Dict[str, str]:
+    from idstore_tools.local_submit import s3a_endpoint_conf
+
+    return s3a_endpoint_conf(info.moto_endpoint, info.region)
 
 
 def is_running(pid: int, marker: str = "") -> bool:

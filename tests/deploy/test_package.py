@@ -183,6 +183,15 @@ def test_uv_evaluates_markers_for_the_target_python_not_this_one(quick_dist, tmp
         assert "pyspark" not in found and "idstore" not in found and "idstore-tools" not in found
 
 
+def test_a_constraints_file_pins_what_uv_picks(quick_dist, tmp_path, online):
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text("boto3==1.40.0\n")
+    target = package.Target("3.11", "aarch64" if ARCH == "x86_64" else "x86_64")
+    pins = package.compile_requirements(quick_dist / WHEEL, target, tmp_path / "pins", constraints)
+    found = package.pinned_requirements(pins)
+    assert found["boto3"] == "1.40.0" and found["botocore"].startswith("1.40.")
+
+
 def test_the_manifest_lists_the_uv_pinned_wheels_of_each_target(cluster_dist):
     manifest = json.loads((cluster_dist / "manifest.json").read_text())
     assert manifest["wheelhouse"]["complete"] is True

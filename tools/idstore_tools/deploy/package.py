@@ -418,7 +418,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--target", dest="targets", action="append", type=Target.parse, metavar="PYTHON-ARCH",
                         help="wheelhouse target (repeatable; default: 3.9 and 3.11 on x86_64 and aarch64)")
     parser.add_argument("--local", action="store_true", help="wheelhouse for this interpreter and machine only")
-    parser.add_argument("--constraint", type=Path, help="pip constraints file pinning the dependency versions")
+    parser.add_argument("--constraint", type=Path,
+                        help="constraints file pinning the dependency versions (passed to uv pip compile)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     targets = [local_target()] if args.local else (args.targets or list(CLUSTER_TARGETS))

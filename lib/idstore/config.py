@@ -86,6 +86,7 @@ class EventsConfig:
     broadcast_max_rows: int
     skip_corrupt_files: bool
     broadcast_max_bytes: int  # estimated broadcast hash-table bytes; above it, a shuffle join
+    validate: str  # kept | all: which JSON lines are fully parsed, so checked and counted when bad
 
 
 @dataclass(frozen=True)
@@ -178,6 +179,7 @@ _CHOICES = {
     ("validation", "case"): ("keep", "lower", "upper"),
     ("dynamodb", "mode"): ("upsert", "mirror"),
     ("events", "format"): ("json", "parquet"),
+    ("events", "validate"): ("kept", "all"),
     ("deploy", "table_billing_mode"): ("", "PAY_PER_REQUEST", "PROVISIONED"),
     ("emr", "python"): ("python3", "python3.9", "python3.11"),
     ("emr", "action_on_failure"): ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"),

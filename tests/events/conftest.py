@@ -10,7 +10,7 @@ import pytest
 
 from idstore.config import load_config
 from idstore.pipeline.common import RunReport
-from idstore.snapshot import write_snapshot
+from idstore import io
 
 FLAT_SCHEMA = "id STRING, time STRING, productId STRING, reason STRING"
 
@@ -137,8 +137,11 @@ def job(tmp_path, spark):
             ])
 
         def snapshot(self, ids: Iterable[str], run_id: str = "snap-1") -> None:
-            frame = spark.createDataFrame([(i,) for i in ids], "product_id string")
-            write_snapshot(frame, self.config(), run_id)
+            # the id set as a sync run leaves it: Parquet per run and the _LATEST.json pointer
+            target = self.snapshots / f"run_id={run_id}"
+            spark.createDataFrame([(i,) for i in ids], "product_id string").write.mode("overwrite").parquet(str(target))
+            io.write_json(str(self.snapshots / "_LATEST.json"),
+                          {"run_id": run_id, "path": str(target), "id_column": "product_id"})
 
         def run(self, *overrides: str, start=None, end=None, run_id: str = "run-1") -> RunReport:
             report = RunReport(job="filter", run_id=run_id, config={})

@@ -33,15 +33,33 @@ def with_status(event_id: Column):
     return transform
 
 
+def join_keys(ids: DataFrame, id_col: str, broadcast: bool, undecided: bool = False) -> DataFrame:
+    """The set as one JOIN_KEY column, hinted for the join; with `undecided`, plus prefilter.UNDECIDED.
+
+    Both joins of a pre-filtered pass take this same frame, so Spark builds and sends the
+    broadcast once and reuses it (ReusedExchange).
+    """
+    keys = ids.select(F.col(id_col).cast("string").alias(JOIN_KEY))
+    if undecided:
+        from idstore.events.prefilter import UNDECIDED
+
+        sentinel = ids.sparkSession.range(1).select(F.lit(UNDECIDED).alias(JOIN_KEY))
+        keys = keys.unionByName(sentinel)
+    return F.broadcast(keys) if broadcast else keys.hint("shuffle_merge")
+
+
+def semi_join(events: DataFrame, event_key: Column, keys: DataFrame) -> DataFrame:
+    """The events whose `event_key` is in `keys` (a join_keys frame); columns of `events` unchanged."""
+    keyed = events.withColumn(JOIN_KEY, event_key)
+    return keyed.join(keys, on=JOIN_KEY, how="left_semi").drop(JOIN_KEY)
+
+
 def keep_events_in_set(events: DataFrame, event_key: Column, ids: DataFrame, id_col: str, broadcast: bool) -> DataFrame:
     """The events whose `event_key` is in `ids[id_col]`; columns of `events` unchanged.
 
     A left-semi join never duplicates an event, whatever duplicates the id set holds.
     """
-    keys = ids.select(F.col(id_col).cast("string").alias(JOIN_KEY))
-    keys = F.broadcast(keys) if broadcast else keys.hint("shuffle_merge")
-    keyed = events.withColumn(JOIN_KEY, event_key)
-    return keyed.join(keys, on=JOIN_KEY, how="left_semi").drop(JOIN_KEY)
+    return semi_join(events, event_key, join_keys(ids, id_col, broadcast))
 
 
 @dataclass(frozen=True)

@@ -101,28 +101,67 @@ def _check_id_field(schema: T.StructType, id_field: str) -> None:
         raise ConfigError(f"events.id_field: {id_field!r} is a {current.simpleString()}, not a scalar")
 
 
+LINE = "value"  # the raw line, as Spark's text source names it
+
+
+def read_lines(
+    spark: SparkSession, cfg: EventsConfig, days: Sequence[str], files: Optional[Sequence[str]] = None
+) -> DataFrame:
+    """The raw non-blank lines (`value`) of a JSON archive's `days` (or `files`), with dt.
+
+    Spark's text source splits lines like its JSON source (LF, CRLF, CR) and reads gzip by
+    suffix; blank lines are no events (the JSON source skips them too).
+    """
+    if not days:
+        raise ConfigError(f"events.path: no {cfg.date_partition}= folders in the requested range")
+    paths = list(files) if files is not None else day_folders(cfg, days)
+    lines = spark.read.option("basePath", cfg.path.rstrip("/")).text(paths)
+    line = F.col(LINE)
+    # whitespace-only lines are rare: only lines that start with a blank pay for the trim
+    blank = (line == "") | (
+        (line.startswith(" ") | line.startswith("\t")) & (F.expr(f"trim(BOTH ' \\t' FROM {LINE})") == "")
+    )
+    return lines.filter(~blank)
+
+
+def parse_lines(lines: DataFrame, cfg: EventsConfig) -> DataFrame:
+    """Transform of read_lines' rows: each line parsed with the schema, PERMISSIVE, `_corrupt_record` kept.
+
+    The same Jackson parser and options as Spark's JSON source; a line that is not one
+    JSON object of the schema's shape (an array, a string, cut, a struct field holding a
+    string) gets `_corrupt_record`.
+    """
+    schema = event_schema(cfg)
+    with_corrupt = T.StructType(schema.fields + [T.StructField(CORRUPT, T.StringType())])
+    parsed = F.from_json(F.col(LINE), with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    others = [F.col(f"`{c}`") for c in lines.columns if c != LINE]
+    return lines.select(parsed.alias("_idstore_parsed"), *others).select("_idstore_parsed.*", *others)
+
+
+def id_field_type(schema: T.StructType, id_field: str) -> str:
+    """The simple type name of the (possibly nested) id field, e.g. "string"."""
+    current: T.DataType = schema
+    for part in id_field.split("."):
+        current = {f.name: f.dataType for f in current.fields}[part]  # type: ignore[union-attr]
+    return current.simpleString()
+
+
 def read_events(
     spark: SparkSession, cfg: EventsConfig, days: Sequence[str], files: Optional[Sequence[str]] = None
 ) -> DataFrame:
     """The events of `days` (or of just `files` under them), the dt column kept, bad JSON lines kept.
 
     Only the dt= folders of `days` are listed; `basePath` keeps the partition column.
-    JSON is read PERMISSIVE with `_corrupt_record`, so a bad line becomes a row, not a gap.
+    JSON lines are read as text and parsed PERMISSIVE with `_corrupt_record`, so a bad
+    line becomes a row, not a gap.
     """
     if not days:
         raise ConfigError(f"events.path: no {cfg.date_partition}= folders in the requested range")
-    schema = event_schema(cfg)
-    paths = list(files) if files is not None else day_folders(cfg, days)
-    reader = spark.read.option("basePath", cfg.path.rstrip("/"))
     if cfg.format == "parquet":
-        return reader.schema(schema).parquet(*paths)
-    with_corrupt = T.StructType(schema.fields + [T.StructField(CORRUPT, T.StringType())])
-    return (
-        reader.schema(with_corrupt)
-        .option("mode", "PERMISSIVE")
-        .option("columnNameOfCorruptRecord", CORRUPT)
-        .json(paths)
-    )
+        schema = event_schema(cfg)
+        paths = list(files) if files is not None else day_folders(cfg, days)
+        return spark.read.option("basePath", cfg.path.rstrip("/")).schema(schema).parquet(*paths)
+    return parse_lines(read_lines(spark, cfg, days, files), cfg)
 
 
 def id_column(cfg: EventsConfig) -> Column:

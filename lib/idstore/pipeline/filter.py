@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 from idstore import io
 from idstore import metrics as M
 from idstore.config import Config, ConfigError
-from idstore.events.filter import STATUS, JoinChoice, choose_join, keep_events_in_set, with_status
+from idstore.events.filter import STATUS, JoinChoice, choose_join, join_keys, semi_join, with_status
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
 from idstore.events.output import (
     apply_hadoop_options,
@@ -28,14 +28,20 @@ from idstore.events.output import (
     sse_kms_options,
     write_by_day,
 )
+from idstore.events.prefilter import CANDIDATE, key_name, plain_shape_possible, with_candidate_key
 from idstore.events.reader import (
     CORRUPT,
+    LINE,
     day_folders,
     days_in_range,
+    event_schema,
     id_column,
+    id_field_type,
     list_files,
     list_partitions,
+    parse_lines,
     read_events,
+    read_lines,
 )
 from idstore.idset import id_set_stats, load_ids
 from idstore.pipeline.common import RunFailed
@@ -45,6 +51,7 @@ log = logging.getLogger(__name__)
 
 REASONS = ("malformed", "missing_id")
 SOURCE_FILE = "_idstore_source_file"
+INPUT_FILE = "_idstore_input_file"
 EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
 EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
 
@@ -58,6 +65,8 @@ class PassCounts:
     read_per_day: Dict[str, int]
     matched_per_day: Dict[str, int]
     files_with_bad_rows: List[str] = field(default_factory=list)
+    # the join keys of a pre-filtered pass (validate = kept): the quarantine routes lines the same way
+    prefilter_keys: Optional[DataFrame] = None
 
 
 def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Column] = None) -> List[Column]:
@@ -73,15 +82,47 @@ def _spark_path(spark: SparkSession, uri: str) -> str:
     return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))
 
 
-def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
-                  files: Optional[Sequence[str]]) -> DataFrame:
-    """The events of `days` with dt as a string and each event's STATUS."""
+def prefilters(config: Config, join: JoinChoice) -> bool:
+    """Whether a pass parses only the candidate and undecided lines (docs/filter.md).
+
+    JSON with events.validate = kept, a broadcast set (a sort-merge join would shuffle the
+    raw lines), and a string id whose key the cheap test can read.
+    """
     cfg = config.events
-    return (
-        read_events(spark, cfg, days, files)
-        .withColumn(cfg.date_partition, F.col(cfg.date_partition).cast("string"))
-        .transform(with_status(id_column(cfg)))
-    )
+    return (cfg.format == "json" and cfg.validate == "kept" and join.broadcast
+            and id_field_type(event_schema(cfg), cfg.id_field) == "string"
+            and plain_shape_possible(key_name(cfg.id_field)))
+
+
+def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
+                  files: Optional[Sequence[str]], prefilter_keys: Optional[DataFrame] = None,
+                  read_obs: Optional[Observation] = None) -> DataFrame:
+    """The events of `days` with dt as a string and each event's STATUS.
+
+    With `prefilter_keys` (a join_keys frame holding UNDECIDED), a JSON line is parsed
+    only if its plain id is in the set or the cheap test cannot read it. `read_obs`
+    counts the events read per day, on the lines before any is dropped.
+    """
+    cfg, dt = config.events, config.events.date_partition
+    # each row's file, taken at the scan: input_file_name() refuses a plan that joined another source
+    if cfg.format == "parquet":
+        rows = (read_events(spark, cfg, days, files).withColumn(dt, F.col(dt).cast("string"))
+                .withColumn(INPUT_FILE, F.input_file_name()))
+        if read_obs is not None:
+            rows = rows.observe(read_obs, *_per_day("read_", dt, days))
+        return rows.transform(with_status(id_column(cfg)))
+    lines = (read_lines(spark, cfg, days, files).withColumn(dt, F.col(dt).cast("string"))
+             .withColumn(INPUT_FILE, F.input_file_name()))
+    if read_obs is not None:
+        lines = lines.observe(read_obs, *_per_day("read_", dt, days))
+    if prefilter_keys is not None:
+        lines = (
+            lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), config.validation.trim,
+                                               config.validation.case))
+            .transform(lambda df: semi_join(df, F.col(CANDIDATE), prefilter_keys))
+            .drop(CANDIDATE)
+        )
+    return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
 
 
 def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
@@ -90,27 +131,31 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     cfg, dt = config.events, config.events.date_partition
     event_id = id_column(cfg)
     status = F.col(STATUS)
-    read_obs = Observation("idstore_read")
+    prefilter = prefilters(config, join)
+    # one frame for both joins of a pre-filtered pass: Spark broadcasts it once
+    keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=prefilter)
+    read_obs, bad_obs = Observation("idstore_read"), Observation("idstore_bad")
     events = (
-        tagged_events(spark, config, days, files)
+        tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
         # observed metrics take no non-deterministic input: name a bad row's file in a column
-        .withColumn(SOURCE_FILE, F.when(status != "ok", F.input_file_name()))
-        # kept lean, it runs on every event: bad rows are counted by reason in the quarantine pass
-        .observe(read_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"),
-                 *_per_day("read_", dt, days))
+        .withColumn(SOURCE_FILE, F.when(status != "ok", F.col(INPUT_FILE)))
+        # bad rows are counted by reason in the quarantine pass
+        .observe(bad_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"))
     )
-    good = events.filter(status == "ok").drop(STATUS, SOURCE_FILE, *([CORRUPT] if CORRUPT in events.columns else []))
+    good = events.filter(status == "ok").drop(STATUS, SOURCE_FILE, INPUT_FILE,
+                                              *([CORRUPT] if CORRUPT in events.columns else []))
     key = normalised_key(event_id, config.validation.trim, config.validation.case)
     matched_obs = Observation("idstore_matched")
     matched = (
-        keep_events_in_set(good, key, ids, config.source.id_column, join.broadcast)
+        # the final match is always on the parsed field
+        semi_join(good, key, keys)
         .transform(shaped_for_write(dt, config.output.files_per_day, event_id, len(days)))
         # after the shuffle: counted in the result stage, once per partition even on retries
         .observe(matched_obs, F.count(F.lit(1)).alias("matched"), *_per_day("matched_", dt, days))
     )
     write_by_day(matched, config.output.path, dt)
-    seen, kept = read_obs.get, matched_obs.get
-    if "bad_files" not in seen or "matched" not in kept:
+    seen, bad, kept = read_obs.get, bad_obs.get, matched_obs.get
+    if "bad_files" not in bad or "matched" not in kept or (days and f"read_{days[0]}" not in seen):
         raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
     read_per_day = {day: seen[f"read_{day}"] or 0 for day in days}
     return PassCounts(
@@ -118,20 +163,22 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         matched=kept["matched"],
         read_per_day=read_per_day,
         matched_per_day={day: kept[f"matched_{day}"] or 0 for day in days},
-        files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (seen["bad_files"] or "").split("\n") if uri),
+        files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (bad["bad_files"] or "").split("\n") if uri),
+        prefilter_keys=keys if prefilter else None,
     )
 
 
 def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: Sequence[str],
-               run_id: str) -> Tuple[str, Dict[str, Dict[str, int]]]:
+               run_id: str, counts: Optional[PassCounts] = None) -> Tuple[str, Dict[str, Dict[str, int]]]:
     """Write the malformed and id-less events of `files` with a reason, their day and file.
 
-    Returns (where, {day: {reason: count}}). Reads only the files that hold bad rows.
+    Returns (where, {day: {reason: count}}). Reads only the files that hold bad rows, and
+    of them, after a pre-filtered pass (`counts`), only the lines that pass parsed.
     """
     dt = config.events.date_partition
     target = io.join(config.output.quarantine_path, "filter", f"run_id={run_id}")
-    events = tagged_events(spark, config, days, files)
-    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt)]
+    events = tagged_events(spark, config, days, files, counts.prefilter_keys if counts is not None else None)
+    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt, INPUT_FILE)]
     raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
     if CORRUPT in events.columns:
         raw = F.coalesce(F.col(CORRUPT), raw)
@@ -145,7 +192,7 @@ def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: 
         .select(
             F.col(STATUS).alias("reason"),
             F.col(dt).alias("dt"),
-            F.input_file_name().alias("source_file"),
+            F.col(INPUT_FILE).alias("source_file"),
             raw.alias("raw"),
         )
         .observe(obs, *counts)
@@ -263,7 +310,6 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
 
     with report.timed("filter_write"):
         counts, skipped = filter_skipping_corrupt_files(spark, config, ids, join, days, report)
-    ids.unpersist()
 
     # a day that was read but kept nothing: dynamic overwrite would leave its old output
     emptied = [day for day in days if counts.read_per_day[day] and not counts.matched_per_day[day]]
@@ -276,8 +322,10 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     if counts.files_with_bad_rows:
         with report.timed("quarantine"):
             bad_days = sorted({_day_of(path, dt) for path in counts.files_with_bad_rows} & set(days))
-            where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id)
+            where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id,
+                                            counts)
         report.details["quarantine"] = where
+    ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
     output = describe_days(spark, config.output.path, dt, days)
     fill_report(report, days, counts, bad_per_day, output)
     report.metrics.update({

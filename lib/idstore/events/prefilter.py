@@ -1,0 +1,78 @@
+"""A cheap, exact candidate test on raw JSON lines, so only candidates pay for the full parse.
+
+Most events are dropped, and parsing every field of every line is most of a JSON run's cost.
+`with_candidate_key` reads the id off the raw text with byte-level string built-ins (no
+regex, no Python) when the line has the one plain shape it can read with certainty, and
+gives every other line the key UNDECIDED, which the id set is joined with too: so a line
+is dropped unparsed only when its plainly written id is not in the set.
+
+Why a dropped line can never match. Let K be the id's key name (`productId` of
+`detail.productId`). The test reads V only when all of these hold:
+  1. the line holds no `\\u` (only a \\uXXXX escape can spell a key, or part of one, without
+     its literal letters);
+  2. K occurs exactly once in the line, as `"K":"` (no space, no single quote);
+  3. the text after it, up to the next `"`, V, holds no backslash (no escape in the value)
+     and is not blank, and that `"` exists.
+A line whose parse is ok and whose id field is a string can only spell that field's key
+with the literal K (1.), and there is one K (2.), so the key token is that one: a key
+anywhere else, a duplicate or a nested twin would be a second K; a K inside a string or
+in another position means the field is absent and the line cannot match. The value
+after `":"` is a JSON string ending at the first unescaped quote; with no backslash in
+V, that is the next quote and the parsed value is V itself. So a line whose V is not in
+the set cannot match, and a line the test cannot read goes the full way. The final
+decision is still the parsed field's: candidates and undecided lines are parsed and
+joined again.
+"""
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from idstore.validation import normalised_key
+
+CANDIDATE = "_idstore_candidate"
+# The join key of a line the cheap test cannot decide. Never a real id: sync rejects
+# empty ids, and a parsed event with an empty id is missing_id, never joined.
+UNDECIDED = ""
+_AFTER = "_idstore_after_key"
+_VALUE = "_idstore_plain_value"
+
+
+def key_name(id_field: str) -> str:
+    """The last name of a (possibly nested) id field: the key the line spells."""
+    return id_field.split(".")[-1]
+
+
+def plain_shape_possible(key: str) -> bool:
+    """The test reads only keys without quotes, backslashes or `:` in their name."""
+    return bool(key) and not any(c in key for c in '"\\:') and key.strip() == key
+
+
+def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep"):
+    """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
+
+    Built from byte-level built-ins (substring_index, contains, octet_length): a regex
+    would decode every line to UTF-16 first. Staged in columns so that each scan runs
+    once per line (Spark does not collapse projections that would repeat them).
+    """
+    quoted = f'"{key}":"'
+    text = F.col(line)
+
+    def transform(df: DataFrame) -> DataFrame:
+        after, value = F.col(_AFTER), F.col(_VALUE)
+        # the text after the LAST `"K":"`; the whole line when there is none
+        staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
+        staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
+        first_key_at = F.octet_length(F.substring_index(text, key, 1))  # bytes before the first K
+        last_key_at = F.octet_length(text) - F.octet_length(after) - len(quoted) + 1  # the K of the last `"K":"`
+        sure = (
+            ~text.contains("\\u")
+            & (first_key_at == last_key_at)  # the first K is the last `"K":"`'s: also false when there is none
+            & ~after.contains(key)  # and no K after it
+            & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
+            & ~value.contains("\\")
+            & (F.trim(value) != "")
+        )
+        candidate = F.when(sure, normalised_key(value, trim, case)).otherwise(F.lit(UNDECIDED))
+        return staged.withColumn(CANDIDATE, candidate).drop(_AFTER, _VALUE)
+
+    return transform
+

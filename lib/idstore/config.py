@@ -68,12 +68,24 @@ class DynamoDBConfig:
     no_progress_timeout_s: float
     ttl_attribute: str
     ttl_days: int
-    read_rate: float  # mirror Scan RCU/s; 0 = capacity_fraction x provisioned RCU
+    read_rate: float  # every Scan's RCU/s; 0 = capacity_fraction x provisioned RCU
+    strategy: str  # delta | full
+    verify_every_runs: int  # every Nth run is full; 0 = never
+    verify_after_days: float  # a full run when the last one is older; 0 = never
+    lock_lease_s: float
 
 
 @dataclass(frozen=True)
 class SnapshotConfig:
     path: str
+
+
+@dataclass(frozen=True)
+class CostConfig:
+    """Prices of DynamoDB request units, for the plan, the report and the metrics."""
+
+    write_unit_usd_per_million: float
+    read_unit_usd_per_million: float
 
 
 @dataclass(frozen=True)
@@ -158,6 +170,7 @@ class Config:
     validation: ValidationConfig
     dynamodb: DynamoDBConfig
     snapshot: SnapshotConfig
+    cost: CostConfig
     events: EventsConfig
     output: OutputConfig
     report: ReportConfig
@@ -178,6 +191,7 @@ _CHOICES = {
     ("source", "mode"): ("jdbc", "unload"),
     ("validation", "case"): ("keep", "lower", "upper"),
     ("dynamodb", "mode"): ("upsert", "mirror"),
+    ("dynamodb", "strategy"): ("delta", "full"),
     ("events", "format"): ("json", "parquet"),
     ("events", "validate"): ("kept", "all"),
     ("deploy", "table_billing_mode"): ("", "PAY_PER_REQUEST", "PROVISIONED"),

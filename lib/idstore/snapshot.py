@@ -1,30 +1,120 @@
-"""Snapshots of the validated id set: Parquet per run, and a pointer to the latest complete one.
+"""The snapshot: the record of what the table holds after the last complete sync run.
 
-The pointer is written last, after the table write succeeded, so a reader never sees a
-snapshot of a run that failed half-way.
+Per key: a digest of the attribute values written, when the key was last written and by
+which run, and the TTL it was given. Parquet per run under snapshot.path/run_id=<id>/, and a
+pointer, _LATEST.json, naming the latest complete one with the fingerprint of everything that
+shaped the items. The pointer is written last, after every write of the run succeeded, so a
+reader never sees the record of a run that failed half-way. The filter reads the record's key
+column as the id set.
 """
-from datetime import datetime, timezone
-from typing import Optional
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from idstore import io
 from idstore.config import Config, ConfigError
 
 POINTER = "_LATEST.json"
+FORMAT_VERSION = 2  # 1: ids only (before delta runs)
+DIGEST, WRITTEN_AT, WRITTEN_BY, EXPIRES_AT = "_digest", "_written_at", "_written_by", "_expires_at"
 
 
-def write_snapshot(ids: DataFrame, config: Config, run_id: str) -> Optional[str]:
-    """Write `ids` under snapshot.path/run_id=<id>/, then point _LATEST.json at it; returns the path."""
-    if not config.snapshot.path:
-        return None
+@dataclass(frozen=True)
+class Fingerprint:
+    """Everything that shapes an item: a change to any of it means the record no longer
+    describes what the next run would write."""
+
+    table: str
+    region: str
+    key_attribute: str
+    attribute_columns: Tuple[str, ...]
+    ttl_attribute: str
+    ttl_days: int
+    id_column: str
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def of(cls, config: Config) -> "Fingerprint":
+        cfg = config.dynamodb
+        return cls(cfg.table, cfg.region, cfg.key_attribute, tuple(config.source.attribute_columns),
+                   cfg.ttl_attribute, cfg.ttl_days, config.source.id_column)
+
+    def as_dict(self) -> Dict[str, Any]:
+        data = asdict(self)
+        data["attribute_columns"] = list(self.attribute_columns)
+        return data
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+    def changes_from(self, recorded: Dict[str, Any]) -> List[str]:
+        """What differs from a recorded fingerprint, as `name: old -> new`."""
+        mine = self.as_dict()
+        return [f"{name}: {recorded.get(name)!r} -> {value!r}" for name, value in mine.items()
+                if recorded.get(name) != value]
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """_LATEST.json: where the latest complete record is and what it can be trusted for."""
+
+    run_id: str
+    path: str
+    id_column: str
+    written_at: str  # ISO-8601 UTC
+    keys: int  # rows in the record: a record whose files hold another count is incomplete
+    fingerprint: Dict[str, Any]
+    verified_at: str  # the last full run, which wrote every key and repaired any drift
+    runs_since_verify: int  # delta runs since then
+    format_version: int = FORMAT_VERSION
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Pointer":
+        names = cls.__dataclass_fields__
+        return cls(**{name: data[name] for name in names if name in data})
+
+
+def attribute_digest(columns: Sequence[str]) -> Column:
+    """A stable digest of the attribute values of a row (JSON of the typed values, SHA-256)."""
+    if not columns:
+        return F.lit("")
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)
+
+
+def epoch_seconds(when: datetime) -> int:
+    return int(when.timestamp())
+
+
+def read_pointer(config: Config) -> Pointer:
+    """The pointer; FileNotFoundError when there is none, ValueError/KeyError when it is damaged."""
+    data = io.read_json(io.join(config.snapshot.path, POINTER), config.aws.endpoint_url, config.aws.region)
+    if not isinstance(data, dict):
+        raise ValueError("the pointer is not a JSON object")
+    if data.get("format_version", 1) != FORMAT_VERSION:
+        return Pointer(data["run_id"], data["path"], data["id_column"], data.get("written_at", ""), -1, {}, "", 0,
+                       int(data.get("format_version", 1)))
+    return Pointer.from_dict(data)
+
+
+def write_record(record: DataFrame, config: Config, run_id: str, keys: int, now: datetime,
+                 full_run: bool, previous: Optional[Pointer]) -> str:
+    """Write the record under snapshot.path/run_id=<id>/, then point _LATEST.json at it."""
     target = io.join(config.snapshot.path, f"run_id={run_id}")
-    ids.write.mode("overwrite").parquet(target)
-    pointer = {
-        "run_id": run_id, "path": target, "id_column": config.source.id_column,
-        "written_at": datetime.now(timezone.utc).isoformat(),
-    }
-    io.write_json(io.join(config.snapshot.path, POINTER), pointer, config.aws.endpoint_url, config.aws.region)
+    record.write.mode("overwrite").parquet(target)
+    stamp = now.astimezone(timezone.utc).isoformat()
+    pointer = Pointer(
+        run_id=run_id, path=target, id_column=config.source.id_column, written_at=stamp, keys=keys,
+        fingerprint=Fingerprint.of(config).as_dict(),
+        verified_at=stamp if full_run or previous is None else previous.verified_at,
+        runs_since_verify=0 if full_run or previous is None else previous.runs_since_verify + 1,
+    )
+    io.write_json(io.join(config.snapshot.path, POINTER), asdict(pointer), config.aws.endpoint_url,
+                  config.aws.region)
     return target
 
 
@@ -32,9 +122,17 @@ def read_latest_snapshot(spark: SparkSession, config: Config) -> DataFrame:
     """The id set of the latest complete snapshot, its id column named source.id_column."""
     if not config.snapshot.path:
         raise ConfigError("snapshot.path: empty; set it or choose --ids source|dynamodb")
-    pointer_path = io.join(config.snapshot.path, POINTER)
     try:
-        pointer = io.read_json(pointer_path, config.aws.endpoint_url, config.aws.region)
-    except (FileNotFoundError, OSError) as exc:
-        raise ConfigError(f"snapshot.path: no complete snapshot at {pointer_path} (run sync first): {exc}") from None
-    return spark.read.parquet(pointer["path"]).withColumnRenamed(pointer["id_column"], config.source.id_column)
+        pointer = read_pointer(config)
+    except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
+        where = io.join(config.snapshot.path, POINTER)
+        raise ConfigError(f"snapshot.path: no complete snapshot at {where} (run sync first): {exc}") from None
+    ids = spark.read.parquet(pointer.path).select(pointer.id_column)
+    return ids.withColumnRenamed(pointer.id_column, config.source.id_column)
+
+
+def days_since(stamp: str, now: datetime) -> float:
+    then = datetime.fromisoformat(stamp)
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    return (now - then) / timedelta(days=1)

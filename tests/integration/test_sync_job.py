@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from idstore.idset import with_attribute_types
 from idstore.pipeline.common import RunRefused, RunReport, redacted_config
 from idstore.pipeline.entry import run_job as run_job_in_process
 from idstore.pipeline.sync import item_constants, mirror_refusal, run_sync
-from idstore.snapshot import POINTER, read_latest_snapshot, write_snapshot
+from idstore.snapshot import POINTER, read_latest_snapshot, read_pointer, write_record
 from idstore_tools.local.stack import aws_client
 from idstore_tools.testing.readback import scan_items
 
@@ -152,17 +152,22 @@ def test_report_config_masks_secret_looking_spark_settings():
     assert spark_conf == {"spark.hadoop.fs.s3a.secret.key": REDACTED, "spark.executor.cores": "2"}
 
 
-def test_the_snapshot_pointer_names_the_latest_complete_snapshot(spark, tmp_path):
+def test_the_snapshot_pointer_names_the_latest_complete_record(spark, tmp_path):
     config = load_config(None, [f"snapshot.path={tmp_path / 'snaps'}"])
-    first = spark.createDataFrame([("a",), ("b",)], "product_id string")
-    second = spark.createDataFrame([("c",)], "product_id string")
-    assert write_snapshot(first, config, "r1") == str(tmp_path / "snaps" / "run_id=r1")
-    write_snapshot(second, config, "r2")
-    pointer = json.loads((tmp_path / "snaps" / POINTER).read_text())
-    assert pointer["run_id"] == "r2" and pointer["path"].endswith("run_id=r2")
+    columns = "product_id string, _digest string, _written_at long, _written_by string, _expires_at long"
+    first = spark.createDataFrame([("a", "", 1, "r1", None), ("b", "", 1, "r1", None)], columns)
+    second = spark.createDataFrame([("c", "", 2, "r2", None)], columns)
+    now = datetime(2026, 5, 1, tzinfo=timezone.utc)
+    assert write_record(first, config, "r1", 2, now, full_run=True, previous=None) == str(tmp_path / "snaps" /
+                                                                                           "run_id=r1")
+    pointer = read_pointer(config)
+    write_record(second, config, "r2", 1, now + timedelta(days=1), full_run=False, previous=pointer)
+    data = json.loads((tmp_path / "snaps" / POINTER).read_text())
+    assert data["run_id"] == "r2" and data["path"].endswith("run_id=r2") and data["keys"] == 1
+    assert data["verified_at"] == now.isoformat() and data["runs_since_verify"] == 1  # r2 was a delta run
+    assert data["fingerprint"]["table"] == config.dynamodb.table and data["format_version"] == 2
     assert sorted(r.product_id for r in read_latest_snapshot(spark, config).collect()) == ["c"]
     assert sorted(pq.read_table(tmp_path / "snaps" / "run_id=r1").column("product_id").to_pylist()) == ["a", "b"]
-    assert write_snapshot(first, load_config(None, []), "r3") is None
 
 
 def test_a_bad_config_key_exits_2_and_names_it(tmp_path, capsys):
@@ -374,7 +379,8 @@ def test_a_run_killed_mid_write_converges_when_run_again(stack, pg, ddb, new_tab
             "--set", "source.query=select product_id from src_kill"]
 
     log_path = tmp_path / "killed.log"
-    proc = start_job("sync", job_conf, *args, "--set", "dynamodb.write_rate=100", log_path=log_path)
+    proc = start_job("sync", job_conf, *args, "--set", "dynamodb.write_rate=100", "--set", "dynamodb.lock_lease_s=4",
+                     log_path=log_path)
     try:
         deadline = time.monotonic() + 240
         while ddb.scan(TableName=new_table, Select="COUNT")["Count"] < 215 + 150:
@@ -386,6 +392,11 @@ def test_a_run_killed_mid_write_converges_when_run_again(stack, pg, ddb, new_tab
     partial = {item["product_id"]["S"] for item in scan_items(ddb, new_table)}
     assert set(stale) <= partial and len(partial) < len(source) + len(stale)  # stopped mid-write
 
+    # the killed run's lock stays behind; it is taken over once its lease has run out
+    lock_file = Path(job_conf).parent / "data" / "snapshots" / "_locks" / f"{new_table}.json"
+    held = json.loads(lock_file.read_text())
+    while datetime.fromisoformat(held["expires_at"]) > datetime.now(timezone.utc):
+        time.sleep(0.5)
     code, output, report = run_job("sync", job_conf, *args)
     assert code == 0, output
     items = items_by_key(ddb, new_table)

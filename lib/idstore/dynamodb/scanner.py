@@ -16,7 +16,7 @@ from idstore.dynamodb.retry import full_jitter, retry_reason
 
 log = logging.getLogger(__name__)
 
-KEY_SCHEMA = pa.schema([("key", pa.string())])
+KEY_SCHEMA = pa.schema([("key", pa.string()), ("rcu", pa.float64())])
 
 
 def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float):
@@ -46,10 +46,14 @@ def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float)
                         attempt += 1
                         continue
                     attempt = 0
-                    bucket.adjust(128.0 - page.get("ConsumedCapacity", {}).get("CapacityUnits", 128.0))
+                    consumed = float(page.get("ConsumedCapacity", {}).get("CapacityUnits", 128.0))
+                    bucket.adjust(128.0 - consumed)
                     keys = [item[cfg.key_attribute]["S"] for item in page.get("Items", [])]
-                    if keys:
-                        yield pa.RecordBatch.from_pydict({"key": keys}, schema=KEY_SCHEMA)
+                    # the page's read units spread over its keys (a page without keys: one null key),
+                    # so a sum over the rows is what the Scan consumed
+                    rows = keys or [None]
+                    yield pa.RecordBatch.from_pydict(
+                        {"key": rows, "rcu": [consumed / len(rows)] * len(rows)}, schema=KEY_SCHEMA)
                     if "LastEvaluatedKey" not in page:
                         break
                     request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -59,7 +63,15 @@ def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float)
 
 def scan_keys(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[str, Any]] = None,
               segments: int = 0, read_rate: Optional[float] = None) -> DataFrame:
-    """Every key in the table as a one-column DataFrame `key`, paced by `rate.scan_read_rate`.
+    """Every key in the table as a one-column DataFrame `key` (see scan_table)."""
+    scanned = scan_table(spark, cfg, table, segments, read_rate)
+    return scanned.where(scanned["key"].isNotNull()).select("key")
+
+
+def scan_table(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[str, Any]] = None,
+               segments: int = 0, read_rate: Optional[float] = None) -> DataFrame:
+    """Every key in the table, `key`, with the read units its page consumed, `rcu` (a page
+    without keys is a row with a null key); paced by `rate.scan_read_rate`.
 
     `table` is the table's DescribeTable description ("Table"); when it is None the table
     is described here. `read_rate` (RCU/s) is the old way of passing the rate, kept until
@@ -82,4 +94,4 @@ def scan_keys(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[
     log.info("scanning %s in %d segments at %.0f RCU/s (%s), %.1f RCU/s per task", cfg.table, segments, total,
              why, total / tasks)
     seeds = spark.range(segments, numPartitions=segments).selectExpr("cast(id as int) as segment")
-    return seeds.mapInArrow(_segment_scanner(cfg, segments, total / tasks), "key string")
+    return seeds.mapInArrow(_segment_scanner(cfg, segments, total / tasks), "key string, rcu double")

@@ -58,6 +58,12 @@ def sync_parser() -> argparse.ArgumentParser:
         "--force", action="store_true",
         help="mirror mode: delete even past dynamodb.max_delete_fraction or with an empty source",
     )
+    parser.add_argument("--full", action="store_true",
+                        help="write every id (and in mirror mode scan the table) even when a delta run could; "
+                             "repairs changes made to the table behind idstore's back")
+    parser.add_argument("--break-lock", action="store_true",
+                        help="take the table's run lock even from a run that still holds it (an operator who "
+                             "knows that run is gone)")
     return parser
 
 

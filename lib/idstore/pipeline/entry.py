@@ -65,7 +65,8 @@ def _run(job, spark, config, report, args) -> None:
     if job == "sync":
         from idstore.pipeline.sync import run_sync
 
-        run_sync(spark, config, report, os.environ, dry_run=args.dry_run, force=args.force)
+        run_sync(spark, config, report, os.environ, dry_run=args.dry_run, force=args.force, full=args.full,
+                 break_lock=args.break_lock)
     else:
         from idstore.pipeline.filter import run_filter
 

@@ -250,9 +250,10 @@ def _cli(*args, timeout=120):
     )
 
 
-def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_path):
+@pytest.mark.parametrize("storage", ["s3", "local"])
+def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_path, storage):
     state_dir = tmp_path / "state"
-    up = _cli("up", "--dir", str(state_dir))
+    up = _cli("up", "--dir", str(state_dir), "--storage", storage)
     assert up.returncode == 0, up.stderr
     try:
         state = json.loads((state_dir / "stack.json").read_text())
@@ -291,7 +292,19 @@ def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_pat
             assert cursor.fetchone()[0] == 500
         finally:
             conn.close()
-        days = sorted(p.name for p in Path(config["events"]["path"]).iterdir())
+        events_path = config["events"]["path"]
+        if storage == "s3":
+            # the config the jobs are given is the one in moto's S3; the local file is its copy
+            assert events_path == "s3://idstore-local/data/failure-events"
+            s3 = _client("s3", endpoint)
+            in_s3 = s3.get_object(Bucket="idstore-local", Key="conf/local.toml")["Body"].read()
+            assert tomllib.loads(in_s3.decode()) == config
+            assert "--conf s3://idstore-local/conf/local.toml" in up.stdout
+            listed = s3.list_objects_v2(Bucket="idstore-local", Prefix="data/failure-events/")
+            days = sorted({o["Key"].split("/")[2] for o in listed.get("Contents", [])})
+            assert config["spark"]["spark.hadoop.fs.s3a.endpoint"] == endpoint
+        else:
+            days = sorted(p.name for p in Path(events_path).iterdir())
         assert days == ["dt=2024-01-01", "dt=2024-01-02"]
         postgres_children = _children(state["pg_pid"])
         assert postgres_children

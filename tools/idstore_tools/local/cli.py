@@ -15,15 +15,19 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from idstore_tools.local.stack import (
+    LOCAL_BUCKET,
     SECRET_ID,
     TABLE,
     LocalStack,
     StackError,
     StackState,
     connect_postgres,
+    create_bucket,
     create_id_table,
+    delete_prefix,
     info_from_state,
     is_running,
+    upload_tree,
     write_local_config,
 )
 
@@ -70,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--moto-port", type=int, default=0, help="moto port (default: a free one)")
     up.add_argument(
         "--program", default="FFA", help="program the generated config selects (default FFA)"
+    )
+    up.add_argument(
+        "--storage",
+        choices=("s3", "local"),
+        default="s3",
+        help=f"s3 (default): config, events and job output on s3://{LOCAL_BUCKET} in moto, as on "
+        "EMR; local: under DIR/data",
     )
     down = add("down", _down, "stop the stack and remove its temp data")
     down.add_argument(
@@ -132,7 +143,15 @@ def _up(args: argparse.Namespace) -> int:
         config_path = state_dir / CONFIG_FILE
         data_dir = state_dir / DATA_DIR
         data_dir.mkdir(exist_ok=True)
-        write_local_config(info, config_path, data_dir, program=args.program)
+        conf_arg = str(config_path)
+        if args.storage == "s3":
+            data_root = f"{create_bucket(info, LOCAL_BUCKET)}/data"
+            conf_arg = f"s3://{LOCAL_BUCKET}/conf/{CONFIG_FILE}"
+            write_local_config(info, conf_arg, data_root, program=args.program)
+        else:
+            data_root = str(data_dir)
+        # a copy to read (and to use as --conf FILE) beside stack.json
+        write_local_config(info, config_path, data_root, program=args.program)
         create_id_table(info)
         record = dict(
             state.to_dict(),
@@ -141,6 +160,9 @@ def _up(args: argparse.Namespace) -> int:
             region=info.region,
             secret_id=info.secret_id,
             config=str(config_path),
+            conf=conf_arg,
+            storage=args.storage,
+            data_root=data_root,
             data_dir=str(data_dir),
             started_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         )
@@ -158,16 +180,17 @@ def _up(args: argparse.Namespace) -> int:
         f"            aws --endpoint-url {info.moto_endpoint} secretsmanager get-secret-value "
         f"--secret-id {SECRET_ID} --query SecretString --output text"
     )
-    print(f"config      {config_path}")
+    print(f"config      {conf_arg}" + (f"  (a copy in {config_path})" if conf_arg != str(config_path) else ""))
+    print(f"data        {data_root}")
     print(f"state       {state_dir / STATE_FILE}  (temp data {state.work_dir})")
     print("next:")
     print(
         "  export AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing"
-        " AWS_DEFAULT_REGION=us-east-1"
+        f" AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL={info.moto_endpoint}"
     )
     print(f"  idstore local seed --dir {args.dir}")
-    print(f"  idstore sync --conf {config_path}")
-    print(f"  idstore filter --conf {config_path} --from 2024-01-01 --to 2024-01-07")
+    print(f"  idstore sync --conf {conf_arg}")
+    print(f"  idstore filter --conf {conf_arg} --from 2024-01-01 --to 2024-01-07")
     print(f"  idstore local down --dir {args.dir}")
     return 0
 
@@ -240,7 +263,12 @@ def _seed(args: argparse.Namespace) -> int:
     # Events also name products in no program at all, as real archives do.
     other_ids: List[str] = [i for p, v in ids.items() if p != args.program for i in v]
     other_ids += program_ids("UNLISTED", max(1, args.ids // 2), seed=args.seed)
-    events_root = state_dir / DATA_DIR / "failure-events"
+    record = json.loads((state_dir / STATE_FILE).read_text())
+    data_root = record.get("data_root") or str(state_dir / DATA_DIR)
+    on_s3 = data_root.startswith("s3://")
+    events_root = (
+        state_dir / DATA_DIR / "seed-events" if on_s3 else Path(data_root) / "failure-events"
+    )
     if events_root.exists():
         shutil.rmtree(events_root)  # a re-seed with fewer days must not leave old days behind
     counts = write_event_archive(
@@ -253,11 +281,17 @@ def _seed(args: argparse.Namespace) -> int:
         match_fraction=args.match_fraction,
         seed=args.seed,
     )
+    where = str(events_root)
+    if on_s3:
+        where = f"{data_root}/failure-events"
+        delete_prefix(info, where)
+        upload_tree(info, events_root, where)
+        shutil.rmtree(events_root)
     last = args.start + timedelta(days=args.days - 1)
     print(f"program_products: {', '.join(f'{p} {len(v)}' for p, v in ids.items())} ids")
     print(
         f"events: {counts['total']} ({counts['matched']} with a {args.program} id) "
-        f"{args.start}..{last} under {events_root}"
+        f"{args.start}..{last} under {where}"
     )
     return 0
 

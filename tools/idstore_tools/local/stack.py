@@ -404,6 +404,20 @@ def list_keys(info: StackInfo, uri: str) -> List[str]:
     return keys
 
 
+def delete_prefix(info: StackInfo, uri: str) -> int:
+    """Delete every object under the s3:// prefix `uri`; returns how many there were."""
+    from idstore.io import split_s3
+
+    bucket, prefix = split_s3(uri)
+    base = prefix.rstrip("/") + "/" if prefix else ""
+    client = aws_client("s3", info.moto_endpoint, info.region)
+    keys = [base + relative for relative in list_keys(info, uri)]
+    for start in range(0, len(keys), 1000):
+        chunk = [{"Key": key} for key in keys[start:start + 1000]]
+        client.delete_objects(Bucket=bucket, Delete={"Objects": chunk, "Quiet": True})
+    return len(keys)
+
+
 def download_tree(info: StackInfo, uri: str, folder: Union[str, Path]) -> Path:
     """Copy every object under the s3:// prefix `uri` into a local folder (kept as a tree)."""
     from idstore.io import split_s3

@@ -4,6 +4,7 @@ Layers: conf/base.toml (every key and its default) -> the --conf file -> --set
 section.key=value. Parsed and validated once; every error names the key.
 """
 import dataclasses
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -298,6 +299,36 @@ def _check_secrets(config: Config) -> None:
             f"source.url: carries a credential ({', '.join(options)}); remove it and use "
             "source.password_env, source.secret_id or a jdbc:redshift:iam:// URL with the cluster's role"
         )
+    _check_source_url(config.source.url)
+
+
+# The URL forms idstore takes: each one is accepted by the Redshift JDBC driver's own
+# acceptsURL (tests/integration/test_redshift_driver.py checks it through Spark's JVM).
+# A host list (host[:port], comma-separated, IPv6 in brackets), then a database name; the IAM
+# form may name cluster-id:region instead of host:port.
+_HOST = r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_](?:[A-Za-z0-9._-]*[A-Za-z0-9_])?)"
+_PORT = r"(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+_REDSHIFT_URL = re.compile(
+    rf"jdbc:redshift://{_HOST}(?::{_PORT})?(?:,{_HOST}(?::{_PORT})?)*/[^/?;\s]+(?:[?;]\S*)?"
+    rf"|jdbc:redshift:iam://{_HOST}(?::(?:{_PORT}|[a-z]{{2}}(?:-[a-z]+)+-[0-9]))?/[^/?;\s]+(?:[?;]\S*)?"
+)
+
+
+def _check_source_url(url: str) -> None:
+    """Refuse, before any connection, a source URL the JDBC driver would not take."""
+    if not url or url.startswith("jdbc:postgresql:"):
+        return
+    if url.lower().startswith("jdbc:redshift"):
+        if not _REDSHIFT_URL.fullmatch(url):
+            raise ConfigError(
+                "source.url: not a URL the Redshift JDBC driver accepts; expected "
+                "jdbc:redshift://host[:port]/database or "
+                "jdbc:redshift:iam://host[:port]/database (or cluster-id:region), options after ? or ;"
+            )
+        return
+    raise ConfigError(
+        f"source.url: expected jdbc:redshift://, jdbc:redshift:iam:// or jdbc:postgresql://, got {url.split('//')[0]!r}"
+    )
 
 
 def _parse_toml(text: str, where: str) -> Dict[str, Any]:

@@ -3,7 +3,6 @@
 The reference is plain Python over the input (what the table must hold afterwards) and the
 emulator's own view: what it stored, what it was sent and what it injected.
 """
-import threading
 import time
 
 import pytest
@@ -11,7 +10,7 @@ import pytest
 from idstore.dynamodb.writer import PartitionWriter, WriteFailed, WriterSettings
 from idstore_tools.testing.emulator import THROTTLE_ERRORS, DynamoDBEmulator, item_size
 
-from .conftest import KEY, TABLE, create_table
+from .conftest import KEY, TABLE, RecordingEmulator, create_table
 
 
 def _settings(endpoint, **kw):
@@ -64,19 +63,29 @@ def test_no_item_is_lost_under_injected_faults(emulator, faults, kind):
     assert metrics["requests"]["error"] == 0  # no request was malformed or refused as invalid
 
 
-def test_no_item_is_lost_when_the_endpoint_is_slower_than_the_read_timeout(emulator):
+class SlowFirstCalls(RecordingEmulator):
+    """The emulator, answering its first `slow` BatchWriteItem calls after `latency_s`, then fast."""
+
+    def __init__(self, slow, **kwargs):
+        super().__init__(**kwargs)
+        self.slow = slow
+
+    def _op_batch_write_item(self, req):
+        answer = super()._op_batch_write_item(req)  # applied, whether or not the caller still waits
+        if len(self.batches) >= self.slow:
+            self.set_latency(0.005)
+        return answer
+
+
+def test_no_item_is_lost_when_the_endpoint_is_slower_than_the_read_timeout():
     """Calls that time out may still have been applied: re-sending them is harmless, losing them is not."""
-    emulator.set_latency(0.4)
-    settings = _settings(emulator.endpoint_url, read_timeout_s=0.2)
-    timer = threading.Timer(1.0, emulator.set_latency, args=(0.005,))
-    timer.start()
-    try:
+    with SlowFirstCalls(slow=6, write_rate=0, latency_s=0.4, seed=11) as emu:
+        create_table(emu.endpoint_url)
         rows = _rows(300, prefix="S")
-        stats = PartitionWriter(settings).run(rows)
-    finally:
-        timer.cancel()
-    assert _stored(emulator) == _expected(rows)
-    assert stats["written"] == 300 and stats["retries_connection"] > 0
+        stats = PartitionWriter(_settings(emu.endpoint_url, read_timeout_s=0.2)).run(rows)
+        assert _stored(emu) == _expected(rows)
+    # at least the first 6 calls were answered after the client gave up on them: each was sent again
+    assert stats["written"] == 300 and stats["retries_connection"] >= 6
 
 
 def test_a_slow_endpoint_is_hidden_by_requests_in_flight(emulator):
@@ -85,8 +94,8 @@ def test_a_slow_endpoint_is_hidden_by_requests_in_flight(emulator):
     stats = PartitionWriter(_settings(emulator.endpoint_url, in_flight=8)).run(rows)
     assert _stored(emulator) == _expected(rows)
     assert stats["requests"] == 32 and stats["latency_p50_ms"] >= 100
-    # 32 calls of 100 ms each took far less than 3.2 s: they overlapped (a bound, not a benchmark)
-    assert stats["seconds"] < 3.2
+    # the calls overlapped: the emulator answered up to 8 at once (one per sender thread), not one by one
+    assert emulator.metrics()["in_flight_peak"] == stats["in_flight"] == 8
 
 
 def test_duplicate_keys_never_reach_a_batch_and_the_first_row_wins(emulator):
@@ -149,18 +158,39 @@ def test_the_deadline_fails_the_task_naming_what_was_not_written(emulator):
     assert emulator.items(TABLE) == []
 
 
+class SkewedClock:
+    """time.monotonic plus a skew the test adds to: simulated idle time, without sleeping."""
+
+    def __init__(self):
+        self.skew = 0.0
+
+    def __call__(self):
+        return time.monotonic() + self.skew
+
+
 def test_waiting_for_input_is_not_a_stall(emulator):
-    """The deadline counts time with work pending, not time spent waiting for the next rows."""
-    emulator.set_faults(error_5xx_fraction=0.3, seed=9)
+    """The deadline counts time with work pending, not time spent waiting for the next rows.
+    Seven times the input pauses for longer than the deadline (on the writer's clock, once
+    everything before the pause is written); half the calls fail with a 5xx, so some first
+    call after a pause fails and the deadline is checked right then."""
+    emulator.set_faults(error_5xx_fraction=0.5, seed=9)
+    clock = SkewedClock()
+
+    settings = _settings(emulator.endpoint_url, no_progress_timeout_s=5.0)
+    writer = PartitionWriter(settings, clock=clock)
 
     def slow_rows():
         for i in range(200):
-            if i % 50 == 0:
-                time.sleep(0.7)  # an upstream stage producing rows slowly
+            if i % 25 == 0 and i:  # whole batches: the reader queues 25 rows at a time
+                # the writer has nothing left to do (or has failed)
+                while emulator.metrics()["items_written"] < i and writer.queue.error is None:
+                    time.sleep(0.01)
+                clock.skew += 6.0  # an upstream stage producing rows slowly
             yield f"W{i:04d}", {}
 
-    stats = PartitionWriter(_settings(emulator.endpoint_url, no_progress_timeout_s=0.5)).run(slow_rows())
+    stats = writer.run(slow_rows())
     assert stats["written"] == 200 and stats["retries_5xx"] > 0
+    assert clock.skew == pytest.approx(42.0)
 
 
 def test_a_table_over_its_real_budget_slows_the_task_down():

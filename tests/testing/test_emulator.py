@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 
 import boto3
@@ -270,19 +269,33 @@ def test_differential_against_moto(moto_endpoint, emu):
 # capacity
 
 
+class SimulatedClock:
+    """A monotonic clock that moves only when the test moves it."""
+
+    def __init__(self, now=0.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
 def test_write_budget_token_bucket():
-    rate, burst_s, n_items = 100.0, 1.0, 300
-    with DynamoDBEmulator(burst_s=burst_s, seed=1) as emu:
+    """On a simulated clock: the budget and burst hold exactly, whatever the machine's speed."""
+    rate, burst_s, n_items, step = 100.0, 1.0, 300, 0.125  # 0.125 s: exact in binary, 12.5 WCU per step
+    clock = SimulatedClock()
+    with DynamoDBEmulator(burst_s=burst_s, seed=1, clock=clock) as emu:
         c = make_client(emu.endpoint_url)
-        t_create = time.monotonic()
         create_hash_table(c, wcu=int(rate))  # the budget comes from the provisioned WCU
         assert emu.write_rate(HASH_TABLE) == rate
         pending = [put("item-%04d" % i, payload={"S": "p" * 990}) for i in range(n_items)]
         assert item_size(pending[0]["PutRequest"]["Item"]) <= 1024  # 1 WCU each
         acked, charged, partial, throttled = set(), 0.0, 0, 0
-        timeline = []  # (seconds since create, items acknowledged so far)
-        deadline = time.monotonic() + 6
-        while pending and time.monotonic() < deadline:
+        timeline = []  # (simulated seconds since create, items acknowledged so far)
+        for call in range(1000):
+            if not pending:
+                break
+            if call % 2:
+                clock.now += step  # two calls per step: the second finds the bucket drained
             batch, pending = pending[:25], pending[25:]
             try:
                 r = c.batch_write_item(RequestItems={HASH_TABLE: batch}, ReturnConsumedCapacity="TOTAL")
@@ -298,23 +311,26 @@ def test_write_budget_token_bucket():
             acked |= {b["PutRequest"]["Item"]["product_id"]["S"] for b in batch} - back_ids
             charged += r["ConsumedCapacity"][0]["CapacityUnits"]
             pending = back + pending
-            timeline.append((time.monotonic() - t_create, len(acked)))
-        elapsed = time.monotonic() - t_create
+            timeline.append((clock.now, len(acked)))
+        series = emu.wcu_series()
     assert not pending, "budget never let the last items through"
-    assert partial > 0  # (a whole batch throttled as well, if the client was quick enough)
+    assert partial > 0 and throttled > 0
     assert charged == len(acked) == n_items
-    # never above burst + rate * elapsed
+    # never above the burst + rate x time
     for t, n in timeline:
-        assert n <= rate * burst_s + rate * t + 1, (t, n)
-    # and the budget was actually used: 300 items at 100/s after a 100 burst take ~2 s
-    assert elapsed >= (n_items - rate * burst_s) / rate * 0.95
-    assert elapsed < 4.5
+        assert n <= rate * burst_s + rate * t, (t, n)
+    # and the budget was used to the full: the last item went in as soon as the budget allowed,
+    # (300 - 100 burst) / 100 WCU/s = 2 s, give or take one step of the simulated clock
+    finished = timeline[-1][0]
+    assert (n_items - rate * burst_s) / rate <= finished <= (n_items - rate * burst_s) / rate + step
+    # per simulated second: the burst and the rate in the first, the rate after
+    assert [s for s, _ in series] == [0, 1, 2] and sum(w for _, w in series) == n_items
+    assert series[1][1] <= rate and series[0][1] <= rate * burst_s + rate
     # nothing acknowledged is lost, nothing unacknowledged appears
     assert stored_ids(emu) == acked
     m = emu.metrics()
     assert m["items_written"] == n_items
     assert m["wcu_consumed"] == n_items
-    assert sum(w for _, w in emu.wcu_series()) == n_items
     assert m["requests"]["throttled"] == throttled and m["requests"]["partial"] == partial
     assert m["budget_throttles"] == throttled
 
@@ -370,25 +386,28 @@ def test_on_demand_table_budget_and_describe(emu, client):
 
 
 def test_latency_overlaps_between_requests():
-    with DynamoDBEmulator(latency_s=0.2, write_rate=0) as emu:
+    """Latency is slept outside the lock: 4 requests at once are all answered at once
+    (the emulator's count of requests in flight, not a stopwatch)."""
+    with DynamoDBEmulator(latency_s=0.5, write_rate=0) as emu:
         c = make_client(emu.endpoint_url)
         create_hash_table(c)
-        times = []
+        c.get_item(TableName=HASH_TABLE, Key={"product_id": {"S": "warm"}})  # the client's first call builds it
+        assert emu.metrics()["in_flight_peak"] == 1  # one at a time so far
+        ready = threading.Barrier(4)
+        answers = []
 
         def one():
-            t = time.monotonic()
-            c.get_item(TableName=HASH_TABLE, Key={"product_id": {"S": "x"}})
-            times.append(time.monotonic() - t)
+            ready.wait()
+            answers.append(c.get_item(TableName=HASH_TABLE, Key={"product_id": {"S": "x"}}))
 
-        t0 = time.monotonic()
         threads = [threading.Thread(target=one) for _ in range(4)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
-        total = time.monotonic() - t0
-    assert len(times) == 4 and min(times) >= 0.2
-    assert total < 0.7  # 4 x 0.2 s in parallel, not in series
+        peak = emu.metrics()["in_flight_peak"]
+    assert len(answers) == 4
+    assert peak == 4  # in series the peak would stay 1
 
 
 # --------------------------------------------------------------------------

@@ -73,3 +73,35 @@ def test_the_spark_read_is_the_plain_query_row_for_row(spark, stack, pg, source_
         assert per_partition.get(i, 0) == plain_rows(pg, f"select count(*) from {derived} where {predicate}")[0]
     assert all(per_partition.get(i, 0) > 0 for i in range(5))  # the hash spreads the ids
     assert sum(r.product_id is None for r in rows) == 3
+
+
+REDSHIFT_URL = "jdbc:redshift://redshift.example:5439/dev"
+
+
+def _fnv1a_64(data: bytes) -> int:
+    h = 0xCBF29CE484222325
+    for byte in data:
+        h = ((h ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h - (1 << 64) if h >= 1 << 63 else h
+
+
+@pytest.mark.parametrize("partitions", [2, 3, 8, 13])
+@pytest.mark.parametrize("query", QUERIES)
+def test_redshift_predicates_run_on_the_stand_in_and_cover_every_row_once(stack, pg, source_table, query, partitions):
+    """The Redshift dialect's FNV_HASH predicates, run for real on the stand-in's fnv_hash."""
+    predicates = hash_predicates(REDSHIFT_URL, "product_id", partitions)
+    assert all("FNV_HASH" in p for p in predicates)
+    derived = f"({query.rstrip(';')}) as s"
+    cur = pg.cursor()
+    matches = ", ".join(f"(case when {p} then 1 else 0 end)" for p in predicates)
+    cur.execute(f"select product_id, {matches} from {derived}")
+    rows = cur.fetchall()
+    assert len(rows) == len(plain_rows(pg, query.rstrip(";")))
+    for product_id, *hits in rows:
+        assert sum(hits) == 1, (product_id, hits)
+        # plain Python: |FNV-1a(id)| mod n (SQL's remainder truncates: ABS(h % n) = |h| mod n), NULL in 0
+        expected = 0 if product_id is None else abs(_fnv1a_64(product_id.encode("utf-8"))) % partitions
+        assert hits.index(1) == expected, product_id
+    assert sum(1 for r in rows if r[0] is None) == 3
+    per_partition = Counter(hits.index(1) for _, *hits in rows)
+    assert len(per_partition) == partitions  # the hash spreads the ids over every partition

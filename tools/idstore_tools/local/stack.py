@@ -192,6 +192,7 @@ class LocalStack:
         deadline = time.monotonic() + self._startup_timeout_s
         _wait_for_moto(endpoint, moto, work_dir / "moto.log", deadline)
         _wait_for_postgres(info, postgres, work_dir / "postgres.log", deadline)
+        install_fnv_hash(info)
         store_source_secret(info)
         self._info = info
         log.info(
@@ -344,6 +345,60 @@ def create_id_table(
         )
     except client.exceptions.ResourceInUseException:
         log.info("DynamoDB table %s already exists", table)
+
+
+# Redshift's FNV_HASH(value [, seed]) for the PostgreSQL stand-in, so the Redshift dialect's
+# partition predicates run here as they do on Redshift: 64-bit FNV-1a over the value's bytes
+# (text: its UTF-8 bytes, trailing spaces kept; smallint/integer/bigint: 2/4/8 bytes, little
+# endian, as Redshift's documented examples give), the seed being the previous hash, the result
+# a signed BIGINT. Arithmetic in numeric, modulo 2^64: bigint would overflow.
+FNV_HASH_SQL = """
+CREATE OR REPLACE FUNCTION fnv_hash(value bytea, seed bigint) RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE STRICT PARALLEL SAFE AS $$
+DECLARE
+    h numeric := CASE WHEN seed < 0 THEN seed + 18446744073709551616 ELSE seed END;
+    low integer;
+BEGIN
+    FOR i IN 0 .. length(value) - 1 LOOP
+        low := (h % 256)::integer;
+        h := ((h - low + (low # get_byte(value, i))) * 1099511628211) % 18446744073709551616;
+    END LOOP;
+    RETURN (CASE WHEN h >= 9223372036854775808 THEN h - 18446744073709551616 ELSE h END)::bigint;
+END $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value text, seed bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(convert_to(value, 'UTF8'), seed) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value text) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(value, -3750763034362895579) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value smallint, seed bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
+$$ SELECT fnv_hash(substring(int8send(value::bigint) from 8 for 1) || substring(int8send(value::bigint) from 7 for 1), seed) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value integer, seed bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+SELECT fnv_hash(substring(int4send(value) from 4 for 1) || substring(int4send(value) from 3 for 1)
+                || substring(int4send(value) from 2 for 1) || substring(int4send(value) from 1 for 1), seed) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value bigint, seed bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
+SELECT fnv_hash(substring(int8send(value) from 8 for 1) || substring(int8send(value) from 7 for 1)
+                || substring(int8send(value) from 6 for 1) || substring(int8send(value) from 5 for 1)
+                || substring(int8send(value) from 4 for 1) || substring(int8send(value) from 3 for 1)
+                || substring(int8send(value) from 2 for 1) || substring(int8send(value) from 1 for 1), seed) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value smallint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(value, -3750763034362895579) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value integer) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(value, -3750763034362895579) $$;
+CREATE OR REPLACE FUNCTION fnv_hash(value bigint) RETURNS bigint
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(value, -3750763034362895579) $$;
+"""
+
+
+def install_fnv_hash(info: StackInfo) -> None:
+    """Create Redshift's fnv_hash functions in the stand-in's database (idempotent)."""
+    conn = connect_postgres(info)
+    try:
+        conn.cursor().execute(FNV_HASH_SQL)
+        conn.commit()
+    finally:
+        conn.close()
 
 
 def connect_postgres(info: StackInfo, database: Optional[str] = None):

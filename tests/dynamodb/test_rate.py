@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 
 from idstore.dynamodb.rate import AimdRate, TokenBucket, requests_in_flight
 from idstore.dynamodb.retry import full_jitter, retry_reason
-from idstore.dynamodb.transport import parse_response as _parse_response
+from idstore.dynamodb.transport import parse_response
 from idstore.progress import ProgressSender, ProgressServer
 
 
@@ -62,6 +62,30 @@ def test_aimd_cuts_on_throttles_once_per_window_and_climbs_back_to_the_share():
     assert bucket.rate == 1000.0 and rate.cuts == 2
 
 
+def test_a_new_share_keeps_the_cut_and_resizes_the_bucket_and_a_zero_share_holds_the_callers():
+    clock = Clock()
+    bucket = TokenBucket(rate=1000.0, burst=1000.0, initial=1000.0, clock=clock, sleep=clock.sleep)
+    rate = AimdRate(bucket, target=1000.0, decrease=0.5, clock=clock)
+    assert rate.on_throttle() and bucket.rate == 500.0
+    rate.set_target(400.0, burst=400.0)  # a lease hands the task a smaller share
+    assert bucket.rate == 200.0 and bucket.burst == 400.0 and bucket.balance() == 400.0  # still cut by half
+    rate.set_target(0.0, burst=0.0)  # nothing free for this task yet
+    assert bucket.rate == 0.0
+
+    def sleep(seconds):  # the share arrives 2 s later, while a sender waits
+        clock.sleep(seconds)
+        if clock.now >= 102.0 and bucket.rate == 0.0:
+            rate.set_target(100.0, burst=100.0)
+
+    bucket._sleep = sleep
+    bucket.acquire(1.0)  # the 1 token of the tiny bucket is left: taken at once
+    start = clock.now
+    waited = bucket.acquire(25.0)
+    assert clock.now - start == pytest.approx(waited)
+    # held at rate 0 until t = 102, then 25 tokens at 50 WCU/s (half of the new share of 100)
+    assert 102.0 + 0.5 - 1e-6 <= clock.now <= 102.0 + 0.5 + TokenBucket.max_wait_s
+
+
 def test_aimd_cuts_when_most_of_a_window_comes_back_unprocessed_but_not_for_a_few():
     clock = Clock()
     bucket = TokenBucket(rate=1000.0, burst=100.0, clock=clock, sleep=clock.sleep)
@@ -95,9 +119,9 @@ def _body(obj):
 
 def test_responses_are_parsed_into_botocore_errors_the_retry_rules_understand():
     ok = _body({"UnprocessedItems": {}})
-    assert _parse_response(200, {"x-amz-crc32": str(zlib.crc32(ok))}, ok) == {"UnprocessedItems": {}}
+    assert parse_response(200, {"x-amz-crc32": str(zlib.crc32(ok))}, ok) == {"UnprocessedItems": {}}
     with pytest.raises(HTTPClientError) as crc:
-        _parse_response(200, {"x-amz-crc32": "1"}, ok)  # a damaged body is retried, never trusted
+        parse_response(200, {"x-amz-crc32": "1"}, ok)  # a damaged body is retried, never trusted
     assert retry_reason(crc.value) == "connection"
     cases = [
         (400, {"__type": "com.amazonaws.dynamodb.v20120810#ProvisionedThroughputExceededException",
@@ -109,11 +133,11 @@ def test_responses_are_parsed_into_botocore_errors_the_retry_rules_understand():
     ]
     for status, body, code, reason in cases:
         with pytest.raises(ClientError) as error:
-            _parse_response(status, {}, _body(body))
+            parse_response(status, {}, _body(body))
         assert error.value.response["Error"]["Code"] == code
         assert retry_reason(error.value) == reason
     with pytest.raises(ClientError) as html:
-        _parse_response(503, {}, b"<html>Service Unavailable</html>")  # a load balancer's page
+        parse_response(503, {}, b"<html>Service Unavailable</html>")  # a load balancer's page
     assert retry_reason(html.value) == "5xx"
 
 

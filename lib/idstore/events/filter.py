@@ -5,6 +5,7 @@ never shuffled. Over the ceiling (rows or estimated bytes) a sort-merge join shu
 """
 import logging
 from dataclasses import dataclass
+from typing import Optional
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -20,25 +21,27 @@ STATUS = "_idstore_status"  # ok | malformed | missing_id
 HASH_TABLE_BYTES_PER_KEY = 96
 
 
+def status_of(event_id: Column, corrupt: Optional[Column]) -> Column:
+    """ok, malformed (unparseable or off-schema line) or missing_id (null, empty or blank id)."""
+    status = F.when(F.lit(False), F.lit(None))
+    if corrupt is not None:
+        status = status.when(corrupt.isNotNull(), F.lit("malformed"))
+    status = status.when(event_id.isNull() | (F.trim(event_id.cast("string")) == ""), F.lit("missing_id"))
+    return F.coalesce(status, F.lit("ok"))
+
+
 def with_status(event_id: Column):
     """Transform: tag each event ok, malformed (unparseable or off-schema line) or missing_id."""
 
     def transform(df: DataFrame) -> DataFrame:
-        status = F.when(F.lit(False), F.lit(None))
-        if CORRUPT in df.columns:
-            status = status.when(F.col(CORRUPT).isNotNull(), F.lit("malformed"))
-        status = status.when(event_id.isNull() | (F.trim(event_id.cast("string")) == ""), F.lit("missing_id"))
-        return df.withColumn(STATUS, F.coalesce(status, F.lit("ok")))
+        corrupt = F.col(CORRUPT) if CORRUPT in df.columns else None
+        return df.withColumn(STATUS, status_of(event_id, corrupt))
 
     return transform
 
 
 def join_keys(ids: DataFrame, id_col: str, broadcast: bool, undecided: bool = False) -> DataFrame:
-    """The set as one JOIN_KEY column, hinted for the join; with `undecided`, plus prefilter.UNDECIDED.
-
-    Both joins of a pre-filtered pass take this same frame, so Spark builds and sends the
-    broadcast once and reuses it (ReusedExchange).
-    """
+    """The set as one JOIN_KEY column, hinted for the join; with `undecided`, plus prefilter.UNDECIDED."""
     keys = ids.select(F.col(id_col).cast("string").alias(JOIN_KEY))
     if undecided:
         from idstore.events.prefilter import UNDECIDED

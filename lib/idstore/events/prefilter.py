@@ -23,7 +23,7 @@ the set cannot match, and a line the test cannot read goes the full way. The fin
 decision is still the parsed field's: candidates and undecided lines are parsed and
 joined again.
 """
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from idstore.validation import normalised_key
@@ -72,7 +72,35 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
             & (F.trim(value) != "")
         )
         candidate = F.when(sure, normalised_key(value, trim, case)).otherwise(F.lit(UNDECIDED))
+        # a non-deterministic identity: the join's inferred not-null filter stays above this
+        # projection instead of being pushed below it with the whole test inlined (run twice)
+        candidate = F.when(F.spark_partition_id() >= 0, candidate)
         return staged.withColumn(CANDIDATE, candidate).drop(_AFTER, _VALUE)
 
     return transform
 
+
+
+def with_undecided_keys(parsed: Column, id_field: str, trim: bool = False, case: str = "keep"):
+    """Transform: an undecided line's CANDIDATE becomes its parsed, normalised id when its parse is ok.
+
+    So one broadcast join decides every line: a plain id, or the parsed id of a line the
+    cheap test could not read (such lines are rare, and parsed twice), is looked up in the
+    set; a bad undecided line keeps UNDECIDED, which is in the join keys, so it is parsed
+    again after the join and counted. Kept events are those whose parse is ok and whose
+    parsed, normalised id equals the CANDIDATE they were looked up with.
+    """
+    from idstore.events.filter import status_of
+    from idstore.events.reader import CORRUPT
+
+    event_id = parsed
+    for part in id_field.split("."):
+        event_id = event_id.getField(part)
+    ok = status_of(event_id, parsed.getField(CORRUPT)) == "ok"
+    undecided = F.col(CANDIDATE) == UNDECIDED
+
+    def transform(df: DataFrame) -> DataFrame:
+        key = F.when(undecided & ok, normalised_key(event_id, trim, case)).otherwise(F.col(CANDIDATE))
+        return df.withColumn(CANDIDATE, key)
+
+    return transform

@@ -124,8 +124,8 @@ def read_lines(
     return lines.filter(~blank)
 
 
-def parse_lines(lines: DataFrame, cfg: EventsConfig) -> DataFrame:
-    """Transform of read_lines' rows: each line parsed with the schema, PERMISSIVE, `_corrupt_record` kept.
+def parsed_line(cfg: EventsConfig) -> Column:
+    """The line parsed with the schema, PERMISSIVE, `_corrupt_record` kept: a struct column.
 
     The same Jackson parser and options as Spark's JSON source; a line that is not one
     JSON object of the schema's shape (an array, a string, cut, a struct field holding a
@@ -133,9 +133,18 @@ def parse_lines(lines: DataFrame, cfg: EventsConfig) -> DataFrame:
     """
     schema = event_schema(cfg)
     with_corrupt = T.StructType(schema.fields + [T.StructField(CORRUPT, T.StringType())])
-    parsed = F.from_json(F.col(LINE), with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    # An optimizer barrier: the line passes through a non-deterministic (but identity)
+    # expression, so Spark cannot push a filter on a parsed field (status, the join's
+    # not-null) below the parse, where it would parse every line, several times, before a
+    # pre-filter had dropped any.
+    line = F.when(F.spark_partition_id() >= 0, F.col(LINE))
+    return F.from_json(line, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+
+
+def parse_lines(lines: DataFrame, cfg: EventsConfig) -> DataFrame:
+    """Transform of read_lines' rows: the schema's columns and `_corrupt_record` in place of the line."""
     others = [F.col(f"`{c}`") for c in lines.columns if c != LINE]
-    return lines.select(parsed.alias("_idstore_parsed"), *others).select("_idstore_parsed.*", *others)
+    return lines.select(parsed_line(cfg).alias("_idstore_parsed"), *others).select("_idstore_parsed.*", *others)
 
 
 def id_field_type(schema: T.StructType, id_field: str) -> str:

@@ -28,7 +28,13 @@ from idstore.events.output import (
     sse_kms_options,
     write_by_day,
 )
-from idstore.events.prefilter import CANDIDATE, key_name, plain_shape_possible, with_candidate_key
+from idstore.events.prefilter import (
+    CANDIDATE,
+    key_name,
+    plain_shape_possible,
+    with_candidate_key,
+    with_undecided_keys,
+)
 from idstore.events.reader import (
     CORRUPT,
     LINE,
@@ -40,6 +46,7 @@ from idstore.events.reader import (
     list_files,
     list_partitions,
     parse_lines,
+    parsed_line,
     read_events,
     read_lines,
 )
@@ -116,11 +123,11 @@ def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
     if read_obs is not None:
         lines = lines.observe(read_obs, *_per_day("read_", dt, days))
     if prefilter_keys is not None:
+        trim, case = config.validation.trim, config.validation.case
         lines = (
-            lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), config.validation.trim,
-                                               config.validation.case))
+            lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), trim, case))
+            .transform(with_undecided_keys(parsed_line(cfg), cfg.id_field, trim, case))
             .transform(lambda df: semi_join(df, F.col(CANDIDATE), prefilter_keys))
-            .drop(CANDIDATE)
         )
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
 
@@ -132,7 +139,6 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     event_id = id_column(cfg)
     status = F.col(STATUS)
     prefilter = prefilters(config, join)
-    # one frame for both joins of a pre-filtered pass: Spark broadcasts it once
     keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=prefilter)
     read_obs, bad_obs = Observation("idstore_read"), Observation("idstore_bad")
     events = (
@@ -142,13 +148,16 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         # bad rows are counted by reason in the quarantine pass
         .observe(bad_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"))
     )
-    good = events.filter(status == "ok").drop(STATUS, SOURCE_FILE, INPUT_FILE,
-                                              *([CORRUPT] if CORRUPT in events.columns else []))
     key = normalised_key(event_id, config.validation.trim, config.validation.case)
+    if prefilter:
+        # the final match is on the parsed field: its normalised value is the key found in the set
+        good = events.filter((status == "ok") & (key == F.col(CANDIDATE)))
+    else:
+        good = events.filter(status == "ok").transform(lambda df: semi_join(df, key, keys))
+    good = good.drop(STATUS, SOURCE_FILE, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
     matched_obs = Observation("idstore_matched")
     matched = (
-        # the final match is always on the parsed field
-        semi_join(good, key, keys)
+        good
         .transform(shaped_for_write(dt, config.output.files_per_day, event_id, len(days)))
         # after the shuffle: counted in the result stage, once per partition even on retries
         .observe(matched_obs, F.count(F.lit(1)).alias("matched"), *_per_day("matched_", dt, days))
@@ -178,7 +187,7 @@ def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: 
     dt = config.events.date_partition
     target = io.join(config.output.quarantine_path, "filter", f"run_id={run_id}")
     events = tagged_events(spark, config, days, files, counts.prefilter_keys if counts is not None else None)
-    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt, INPUT_FILE)]
+    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt, INPUT_FILE, CANDIDATE)]
     raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
     if CORRUPT in events.columns:
         raw = F.coalesce(F.col(CORRUPT), raw)

@@ -112,7 +112,7 @@ def test_drift_is_repaired_by_the_periodic_verification_and_by_full(pg, ddb, new
     set_source(pg, "src_drift", rows)
     args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
             "--set", "source.query=select product_id, title from src_drift", "--set", "source.attribute_columns=title",
-            "--set", "dynamodb.verify_every_runs=3"]
+            "--set", "dynamodb.verify_every_runs=2"]  # a full run, a delta run, a full run, ...
     assert run_job("sync", job_conf, *args)[0] == 0
 
     def drift():  # behind idstore's back: 3 keys deleted, 4 foreign keys added
@@ -127,7 +127,7 @@ def test_drift_is_repaired_by_the_periodic_verification_and_by_full(pg, ddb, new
     assert delta_run["counts"]["written"] == 0  # a delta run trusts the record: the drift stays
     assert len(table_items(ddb, new_table)) == 150 - 3 + 4
 
-    code, output, verifying = run_job("sync", job_conf, *args)  # the 3rd run since the full one
+    code, output, verifying = run_job("sync", job_conf, *args)  # the 2nd run since the full one
     assert code == 0, output
     assert verifying["details"]["strategy"] == "full" and "periodic verification" in verifying["details"][
         "strategy_reason"]
@@ -171,7 +171,8 @@ def test_a_delta_run_killed_mid_write_converges_when_run_again(pg, ddb, new_tabl
     set_source(pg, "src_delta_kill", rows)
     args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
             "--set", "source.query=select product_id, title from src_delta_kill",
-            "--set", "source.attribute_columns=title", "--set", "dynamodb.lock_lease_s=4"]
+            "--set", "source.attribute_columns=title", "--set", "dynamodb.lock_lease_s=4",
+            "--set", "dynamodb.max_delete_fraction=0.5"]
     assert run_job("sync", job_conf, *args)[0] == 0
     rows = [(f"K{i:05d}", "new", i) for i in range(20, 2500)]  # 20 leave, 80 change, 2,400 arrive
     set_source(pg, "src_delta_kill", rows)

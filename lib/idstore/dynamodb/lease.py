@@ -182,6 +182,14 @@ class LeaseServer:
                     self._nudge(table.below_fair(but=lease_id))  # room was freed (or is owed)
 
 
+def _resolve(host: str) -> str:
+    """The IPv4 address of `host` (spark.driver.host may be a name): answers are matched on it."""
+    try:
+        return socket.gethostbyname(host)
+    except OSError:
+        return host
+
+
 class LeaseClient:
     """Executor side: holds one task's lease and applies each grant with `on_share(share)`.
 
@@ -193,7 +201,7 @@ class LeaseClient:
     def __init__(self, address: Address, token: str, fallback_share: float, on_share: Callable[[float], None],
                  renew_s: float = 0.5, ttl_s: float = 3.0, wait_s: float = 1.0, reply_timeout_s: float = 0.2,
                  name: str = "", clock: Callable[[], float] = time.monotonic) -> None:
-        self.address, self.token = (address[0], int(address[1])), token
+        self.address, self.token = (_resolve(address[0]), int(address[1])), token
         self.fallback_share, self.on_share = float(fallback_share), on_share
         self.renew_s, self.ttl_s, self.wait_s, self.reply_timeout_s = renew_s, ttl_s, wait_s, reply_timeout_s
         self.name, self.clock = name or "task", clock
@@ -227,8 +235,8 @@ class LeaseClient:
                 return None
             if self._stop.is_set():
                 return None
-            if source[1] != self.address[1]:
-                continue
+            if (source[0], source[1]) != self.address:
+                continue  # answers come from the server's address only
             try:
                 message = json.loads(data)
                 if not (hmac.compare_digest(str(message["t"]).encode(), self.token.encode())

@@ -3,6 +3,7 @@ table must hold, read back with boto3: churn, attribute changes, TTL refreshes, 
 the periodic verification and --full, config changes, damaged records, kills and overlapping runs."""
 import json
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -10,6 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from idstore.config import load_config
+from idstore.pipeline.common import RunReport, redacted_config
+from idstore.pipeline.sync import run_sync
 from idstore_tools.testing.readback import scan_items
 
 from .conftest import kill_job, run_job, start_job
@@ -107,13 +111,21 @@ def test_a_sequence_of_mirror_runs_writes_only_what_changed(pg, ddb, new_table, 
     assert attributes(table_items(ddb, new_table), ("title", "price")) == model_of(rows, ("title", "price"))
 
 
-def test_drift_is_repaired_by_the_periodic_verification_and_by_full(pg, ddb, new_table, job_conf):
+def run_here(spark, job_conf, *overrides, full=False):
+    """One sync on the suite's SparkSession (PostgreSQL and moto as ever, no spark-submit); its report."""
+    config = load_config(str(job_conf), list(overrides))
+    report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
+    run_sync(spark, config, report, {}, full=full)
+    return report
+
+
+def test_drift_is_repaired_by_the_periodic_verification_and_by_full(spark, pg, ddb, new_table, job_conf):
     rows = [(f"V{i:04d}", f"t{i}", i) for i in range(150)]
     set_source(pg, "src_drift", rows)
-    args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
-            "--set", "source.query=select product_id, title from src_drift", "--set", "source.attribute_columns=title",
-            "--set", "dynamodb.verify_every_runs=2"]  # a full run, a delta run, a full run, ...
-    assert run_job("sync", job_conf, *args)[0] == 0
+    args = [f"dynamodb.table={new_table}", "dynamodb.mode=mirror", "source.attribute_columns=title",
+            "source.query=select product_id, title from src_drift",
+            "dynamodb.verify_every_runs=2"]  # a full run, a delta run, a full run, ...
+    assert run_here(spark, job_conf, *args).details["strategy"] == "full"
 
     def drift():  # behind idstore's back: 3 keys deleted, 4 foreign keys added
         for key in ("V0001", "V0002", "V0003"):
@@ -122,31 +134,28 @@ def test_drift_is_repaired_by_the_periodic_verification_and_by_full(pg, ddb, new
             ddb.put_item(TableName=new_table, Item={"product_id": {"S": key}, "title": {"S": "foreign"}})
 
     drift()
-    code, output, delta_run = run_job("sync", job_conf, *args)
-    assert code == 0 and delta_run["details"]["strategy"] == "delta", output
-    assert delta_run["counts"]["written"] == 0  # a delta run trusts the record: the drift stays
-    assert len(table_items(ddb, new_table)) == 150 - 3 + 4
+    delta_run = run_here(spark, job_conf, *args)
+    assert delta_run.details["strategy"] == "delta" and delta_run.counts["written"] == 0
+    assert len(table_items(ddb, new_table)) == 150 - 3 + 4  # a delta run trusts the record: the drift stays
 
-    code, output, verifying = run_job("sync", job_conf, *args)  # the 2nd run since the full one
-    assert code == 0, output
-    assert verifying["details"]["strategy"] == "full" and "periodic verification" in verifying["details"][
-        "strategy_reason"]
+    verifying = run_here(spark, job_conf, *args)  # the 2nd run since the full one
+    assert verifying.details["strategy"] == "full"
+    assert "periodic verification" in verifying.details["strategy_reason"]
     assert attributes(table_items(ddb, new_table)) == model_of(rows)  # repaired both ways
-    assert verifying["counts"]["deleted"] == 4
+    assert verifying.counts["deleted"] == 4
 
     drift()
-    code, output, forced = run_job("sync", job_conf, *args, "--full")
-    assert code == 0 and forced["details"]["strategy_reason"] == "--full on the command line", output
+    forced = run_here(spark, job_conf, *args, full=True)
+    assert forced.details["strategy_reason"] == "--full on the command line"
     assert attributes(table_items(ddb, new_table)) == model_of(rows)
 
 
-def test_a_damaged_or_missing_record_makes_a_full_run_never_a_wrong_delta(pg, ddb, new_table, job_conf):
+def test_a_damaged_or_missing_record_makes_a_full_run_never_a_wrong_delta(spark, pg, ddb, new_table, job_conf):
     rows = [(f"W{i:04d}", f"t{i}", i) for i in range(120)]
     set_source(pg, "src_damaged", rows)
-    args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=upsert",
-            "--set", "source.query=select product_id, title from src_damaged",
-            "--set", "source.attribute_columns=title", "--set", "source.partitions=2"]
-    assert run_job("sync", job_conf, *args)[0] == 0
+    args = [f"dynamodb.table={new_table}", "dynamodb.mode=upsert", "source.attribute_columns=title",
+            "source.query=select product_id, title from src_damaged", "source.partitions=2"]
+    run_here(spark, job_conf, *args)
     pointer_path = snapshot_root(job_conf) / "_LATEST.json"
     pointer = json.loads(pointer_path.read_text())
     # the record loses one of its files (and the table loses the keys it named)
@@ -154,16 +163,21 @@ def test_a_damaged_or_missing_record_makes_a_full_run_never_a_wrong_delta(pg, dd
     for key in pq.read_table(first_part).column("product_id").to_pylist():
         ddb.delete_item(TableName=new_table, Key={"product_id": {"S": key}})
     first_part.unlink()
-    code, output, report = run_job("sync", job_conf, *args)
-    assert code == 0, output
-    assert report["details"]["strategy"] == "full" and "incomplete" in report["details"]["strategy_reason"]
+    report = run_here(spark, job_conf, *args)
+    assert report.details["strategy"] == "full" and "incomplete" in report.details["strategy_reason"]
     assert attributes(table_items(ddb, new_table)) == model_of(rows)
 
     pointer_path.write_text("{ not json")
-    code, output, report = run_job("sync", job_conf, *args)
-    assert code == 0, output
-    assert report["details"]["strategy"] == "full" and "cannot be read" in report["details"]["strategy_reason"]
-    assert json.loads(pointer_path.read_text())["run_id"] == report["run_id"]  # a good record again
+    report = run_here(spark, job_conf, *args)
+    assert report.details["strategy"] == "full" and "cannot be read" in report.details["strategy_reason"]
+    assert json.loads(pointer_path.read_text())["run_id"] == report.run_id  # a good record again
+
+    # upsert: ids that leave the set stay in the table, and a delta run writes only the newcomers
+    rows = rows[10:] + [(f"W9{i:03d}", "late", i) for i in range(5)]
+    set_source(pg, "src_damaged", rows)
+    report = run_here(spark, job_conf, *args)
+    assert report.details["strategy"] == "delta" and report.counts["written"] == 5
+    assert set(table_items(ddb, new_table)) == {row[0] for row in rows} | {f"W{i:04d}" for i in range(10)}
 
 
 def test_a_delta_run_killed_mid_write_converges_when_run_again(pg, ddb, new_table, job_conf, tmp_path):

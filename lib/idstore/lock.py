@@ -36,7 +36,6 @@ from idstore import io
 log = logging.getLogger(__name__)
 
 LOCK_FOLDER = "_locks"
-EXIT_LOCKED = 3  # the process exit code when a run is refused because the table is locked
 
 _TABLE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,255}$")  # DynamoDB's table-name alphabet
 _ATTEMPTS = 10  # rounds of read-then-compare-and-swap before an acquire gives up

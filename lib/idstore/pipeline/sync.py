@@ -22,6 +22,7 @@ from idstore import metrics as M
 from idstore.config import Config, ConfigError, CostConfig, DynamoDBConfig
 from idstore.dynamodb import table as ddb
 from idstore.idset import load_id_set
+from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.common import RunFailed, RunRefused, RunReport
 from idstore.snapshot import epoch_seconds, write_record
 from idstore.validation import REASON
@@ -403,10 +404,8 @@ def describe_table(cfg: DynamoDBConfig) -> Mapping[str, Any]:
         raise ConfigError(f"dynamodb.table: no table {cfg.table!r} in {cfg.region}") from None
 
 
-def run_lock(config: Config, run_id: str):
+def run_lock(config: Config, run_id: str) -> Optional[TableLock]:
     """The per-table lock beside the snapshots, or None when there is no snapshot.path to hold it."""
-    from idstore.lock import TableLock, lock_location
-
     if not config.snapshot.path:
         log.warning("no run lock: snapshot.path is empty, so nothing stops two runs on %s interleaving",
                     config.dynamodb.table)
@@ -417,11 +416,18 @@ def run_lock(config: Config, run_id: str):
 
 
 # -- the run ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Options:
+    """The command line's say in a run."""
+
+    dry_run: bool
+    force: bool
+    full: bool
+
+
 def run_sync(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
              dry_run: bool = False, force: bool = False, full: bool = False, break_lock: bool = False) -> None:
     """One sync run; fills `report`; raises RunRefused (a guard, the lock), RunFailed or ConfigError."""
-    from idstore.lock import LockRefused
-
     now = datetime.now(timezone.utc)
     constants = item_constants(config.dynamodb, config.source.attribute_columns, report.run_id, now)
     lock = None if dry_run else run_lock(config, report.run_id)
@@ -440,15 +446,8 @@ def run_sync(spark: SparkSession, config: Config, report: RunReport, environ: Ma
             lock.release()
 
 
-@dataclass(frozen=True)
-class Options:
-    dry_run: bool
-    force: bool
-    full: bool
-
-
 def _sync(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str], options: Options,
-          now: datetime, constants: Mapping[str, Any], cached: List[DataFrame], lock) -> None:
+          now: datetime, constants: Mapping[str, Any], cached: List[DataFrame], lock: Optional[TableLock]) -> None:
     cfg, id_column = config.dynamodb, config.source.id_column
     report.details["mode"] = cfg.mode
     with report.timed("read_validate"):

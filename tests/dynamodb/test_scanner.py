@@ -8,7 +8,7 @@ import pytest
 from idstore.config import load_config
 from idstore.dynamodb import table as ddb
 from idstore.dynamodb.rate import scan_read_rate
-from idstore.dynamodb.scanner import scan_keys
+from idstore.dynamodb.scanner import scan_keys, scan_table
 from idstore_tools.testing.emulator import DynamoDBEmulator
 
 from .conftest import KEY, TABLE
@@ -64,11 +64,12 @@ def test_scan_keys_reads_every_key_paced_by_the_rule_for_every_caller(spark, cap
             described_here = {row.key for row in scan_keys(spark, cfg, segments=3).collect()}
             assert any("at 2000 RCU/s (0.5 x the provisioned RCU)" in m for m in _messages(caplog))
             caplog.clear()
-            # the old keyword, until every caller passes the description
-            legacy = {row.key for row in scan_keys(spark, cfg, read_rate=1500.0).collect()}
-            assert any("at 1500 RCU/s (given by the caller)" in m for m in _messages(caplog))
-            caplog.clear()
             explicit = dataclasses.replace(cfg, read_rate=1200.0)
-            configured = {row.key for row in scan_keys(spark, explicit, described, read_rate=0.0).collect()}
+            configured = {row.key for row in scan_keys(spark, explicit, described).collect()}
             assert any("at 1200 RCU/s (dynamodb.read_rate)" in m for m in _messages(caplog))
-    assert given == described_here == legacy == configured == keys
+            caplog.clear()
+            scanned = scan_table(spark, cfg, described, segments=2).collect()  # the mirror's scan: the same rule
+            assert any("at 2000 RCU/s (0.5 x the provisioned RCU)" in m for m in _messages(caplog))
+    assert given == described_here == configured == keys
+    assert {row.key for row in scanned if row.key is not None} == keys
+    assert sum(row.rcu for row in scanned) > 0  # the read units the pages consumed, spread over their keys

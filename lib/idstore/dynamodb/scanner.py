@@ -62,33 +62,30 @@ def _segment_scanner(cfg: DynamoDBConfig, total_segments: int, read_rate: float)
 
 
 def scan_keys(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[str, Any]] = None,
-              segments: int = 0, read_rate: Optional[float] = None) -> DataFrame:
+              segments: int = 0) -> DataFrame:
     """Every key in the table as a one-column DataFrame `key` (see scan_table)."""
-    scanned = scan_table(spark, cfg, table, segments, read_rate)
+    scanned = scan_table(spark, cfg, table, segments)
     return scanned.where(scanned["key"].isNotNull()).select("key")
 
 
 def scan_table(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping[str, Any]] = None,
-               segments: int = 0, read_rate: Optional[float] = None) -> DataFrame:
+               segments: int = 0) -> DataFrame:
     """Every key in the table, `key`, with the read units its page consumed, `rcu` (a page
-    without keys is a row with a null key); paced by `rate.scan_read_rate`.
+    without keys is a row with a null key); paced by `rate.scan_read_rate`, the one rule
+    for every scan.
 
     `table` is the table's DescribeTable description ("Table"); when it is None the table
-    is described here. `read_rate` (RCU/s) is the old way of passing the rate, kept until
-    the callers pass `table`: a positive value overrides the rule, 0 or None applies it.
+    is described here.
     """
     segments = segments or max(1, spark.sparkContext.defaultParallelism * 2)
-    if read_rate:
-        rate, why = float(read_rate), "given by the caller"
-    else:
-        if table is None:
-            from idstore.dynamodb.table import describe_table
+    if table is None:
+        from idstore.dynamodb.table import describe_table
 
-            table = describe_table(cfg)
-        rate = scan_read_rate(cfg, dict(table))
-        why = "dynamodb.read_rate" if cfg.read_rate > 0 else (
-            f"{cfg.capacity_fraction:g} x the provisioned RCU" if rate else
-            f"the default pace, {SCAN_RCU_PER_SEGMENT:g} RCU/s per segment")
+        table = describe_table(cfg)
+    rate = scan_read_rate(cfg, dict(table))
+    why = "dynamodb.read_rate" if cfg.read_rate > 0 else (
+        f"{cfg.capacity_fraction:g} x the provisioned RCU" if rate else
+        f"the default pace, {SCAN_RCU_PER_SEGMENT:g} RCU/s per segment")
     total = rate or SCAN_RCU_PER_SEGMENT * segments
     tasks = max(1, min(segments, spark.sparkContext.defaultParallelism))
     log.info("scanning %s in %d segments at %.0f RCU/s (%s), %.1f RCU/s per task", cfg.table, segments, total,

@@ -13,7 +13,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps jars test test-unit demo lint bench-write bench-filter package clean
+.PHONY: help setup system-deps jars test test-unit demo lint bench-write bench-filter bench-sync package clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,11 +52,15 @@ lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Pytho
 	$(VENV)/bin/ruff check lib tools jobs tests
 	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
 
-bench-write: setup ## benchmark: 1M ids into the capacity emulator, idstore vs hand-written loop, batch_writer, the EMR DynamoDB connector and spark-dynamodb
+bench-write: setup ## benchmark: 1M ids into the capacity emulator: idstore vs hand-written loop and batch_writer, then the EMR DynamoDB connector and spark-dynamodb (bench_write_peers.py)
 	$(PY) benchmarks/bench_write.py
+	$(PY) benchmarks/bench_write_peers.py
 
-bench-filter: setup ## benchmark: 10M events, idstore vs scan-only, Python UDF and sort-merge join
+bench-filter: setup ## benchmark: 4M events, idstore vs the hand-written broadcast join and the read floors, at 3% and 10%
 	$(PY) benchmarks/bench_filter.py
+
+bench-sync: setup ## benchmark: 1M ids with two attributes, 1% churn, a full mirror run vs a delta run (units, time, cost)
+	$(PY) benchmarks/bench_sync.py
 
 package: setup ## build dist/: idstore wheel (no tooling), uv-resolved cluster wheelhouse, jobs, conf, bootstrap, manifest; prints sizes
 	$(PY) -m idstore_tools.deploy.package --out dist $(PACKAGE_ARGS)

@@ -8,9 +8,9 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 import pyarrow.parquet as pq
 import pytest
 
+from idstore import io
 from idstore.config import load_config
 from idstore.pipeline.common import RunReport
-from idstore import io
 
 FLAT_SCHEMA = "id STRING, time STRING, productId STRING, reason STRING"
 

@@ -47,6 +47,14 @@ _EVENT_TEMPLATE = (
     '"detail":{"productId":"%s","fcId":"%s","stage":"%s","reason":"%s","attempt":%d}}'
 )
 _CLOCK = ["%02d:%02d:%02d" % (s // 3600, s // 60 % 60, s % 60) for s in range(86400)]
+# The wide shape (bench-filter): `detail` gets this many more string fields, 20 fields in all.
+WIDE_EXTRA_FIELDS = 15
+_WIDE_VALUES = ("alpha", "bravo-charlie", "delta", "echo-foxtrot-golf", "hotel", "india-juliett")
+
+
+def wide_detail_fields(extra: int) -> List[str]:
+    """Names of the extra `detail` fields of the wide shape: note01, note02, ..."""
+    return ["note%02d" % (i + 1) for i in range(extra)]
 
 
 def program_slot(program: str) -> int:
@@ -135,6 +143,7 @@ def write_event_archive(
     seed: int,
     files_per_day: int = 4,
     compress: bool = True,
+    extra_detail_fields: int = 0,
 ) -> Dict[str, int]:
     """Write EventBridge-shaped failure events as JSON lines under root/dt=YYYY-MM-DD/.
 
@@ -168,6 +177,8 @@ def write_event_archive(
             continue
         rng = random.Random(f"idstore-events:{seed}:{day.isoformat()}:{part}")
         lines = _event_lines(rng, day, count, matched, match_ids, other_ids)
+        if extra_detail_fields:
+            lines = _widened(rng, lines, extra_detail_fields)
         suffix = ".json.gz" if compress else ".json"
         path = root / f"dt={day.isoformat()}" / f"part-{part:05d}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -230,6 +241,17 @@ def _event_lines(
             )
         )
     return lines
+
+
+def _widened(rng: random.Random, lines: List[str], extra: int) -> List[str]:
+    """The same events with `extra` more string fields at the end of `detail`."""
+    names = wide_detail_fields(extra)
+    values = rng.choices(_WIDE_VALUES, k=len(lines) * extra)
+    widened = []
+    for i, line in enumerate(lines):
+        fields = "".join(',"%s":"%s"' % (name, values[i * extra + j]) for j, name in enumerate(names))
+        widened.append(line[:-2] + fields + "}}")
+    return widened
 
 
 def read_event_archive(root: Union[str, Path]) -> Iterator[dict]:

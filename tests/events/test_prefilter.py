@@ -1,0 +1,75 @@
+"""The cheap candidate test on raw lines: what it reads equals what json.loads finds, or it
+reads nothing. Checked on thousands of generated lines built from awkward fragments."""
+import json
+import random
+
+from idstore.events.prefilter import CANDIDATE, UNDECIDED, key_name, plain_shape_possible, with_candidate_key
+
+KEY = "productId"
+# fragments a line is built from: every trap the test must not fall into
+VALUES = ['"B0AAA"', '"B0\\u0041A"', '"B0\\"Q"', '"B0\\\\"', '"日本"', '""', '"  "', "null", "12", '"B0 X"']
+KEYS = ['"productId"', '"product\\u0049d"', '"productid"', '"ProductId"', '"x\\"productId"', "'productId'"]
+SEPARATORS = [":", " : ", ": ", " :"]
+NOISE = ['"note":"productId"', '"msg":"say \\"hi\\""', '"caf\\u00e9":"x"', '"n":1', '"a":[1,{"b":2}]',
+         '"productId":"B0TOP"']
+
+
+def _line(rng: random.Random) -> str:
+    detail = []
+    for _ in range(rng.randint(0, 2)):
+        detail.append(rng.choice(KEYS) + rng.choice(SEPARATORS) + rng.choice(VALUES))
+    detail += [rng.choice(NOISE) for _ in range(rng.randint(0, 2))]
+    rng.shuffle(detail)
+    top = ['"id":"e"', '"detail":{' + ",".join(detail) + "}"] + [rng.choice(NOISE) for _ in range(rng.randint(0, 2))]
+    if rng.random() < 0.2:
+        top.append('"meta":{"productId":' + rng.choice(VALUES) + "}")
+    rng.shuffle(top)
+    line = "{" + ",".join(top) + "}"
+    cut = rng.random()
+    if cut < 0.1:
+        line = line[: rng.randint(1, len(line))]
+    elif cut < 0.15:
+        line = "[" + line + "]"
+    return line
+
+
+def _parsed_id(line: str):
+    """detail.productId as json.loads finds it in an event object, else None."""
+    try:
+        event = json.loads(line)
+    except ValueError:
+        return None
+    detail = event.get("detail") if isinstance(event, dict) else None
+    value = detail.get(KEY) if isinstance(detail, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def test_a_read_candidate_is_always_the_parsed_id_and_plain_lines_are_read(spark):
+    rng = random.Random(13)
+    lines = sorted({_line(rng) for _ in range(6000)})
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    got = dict(frame.transform(with_candidate_key("value", KEY)).select("value", CANDIDATE).collect())
+
+    read = {line: value for line, value in got.items() if value != UNDECIDED}
+    assert len(read) > 200 and len(got) - len(read) > 200  # both paths are exercised
+    for line, value in read.items():
+        # exactness: a line the test reads is dropped when its value is not in the set, so the
+        # value must be what a parser finds, or the line must be unable to match at all
+        parsed = _parsed_id(line)
+        assert parsed is None or parsed == value, line
+    for line in lines:
+        if line.count(KEY) == 1 and "\\" not in line and f'"{KEY}":"B0AAA"' in line:
+            assert got[line] == "B0AAA", line  # the common shape is read, not sent the full way
+
+
+def test_the_candidate_is_normalised_like_the_set():
+    # trim and case as validation.* say, so a plain id meets the set as sync wrote it
+    assert key_name("detail.productId") == "productId" and key_name("productId") == "productId"
+    assert plain_shape_possible("productId")
+    assert not plain_shape_possible('a"b') and not plain_shape_possible("a:b") and not plain_shape_possible("")
+
+
+def test_trim_and_case_apply_to_the_plain_id(spark):
+    frame = spark.createDataFrame([('{"detail":{"productId":" b0abc "}}',)], "value string")
+    row = frame.transform(with_candidate_key("value", KEY, trim=True, case="upper")).first()
+    assert row[CANDIDATE] == "B0ABC"

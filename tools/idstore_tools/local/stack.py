@@ -371,7 +371,8 @@ CREATE OR REPLACE FUNCTION fnv_hash(value text) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$ SELECT fnv_hash(value, -3750763034362895579) $$;
 CREATE OR REPLACE FUNCTION fnv_hash(value smallint, seed bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS
-$$ SELECT fnv_hash(substring(int8send(value::bigint) from 8 for 1) || substring(int8send(value::bigint) from 7 for 1), seed) $$;
+$$ SELECT fnv_hash(substring(int8send(value::bigint) from 8 for 1)
+                   || substring(int8send(value::bigint) from 7 for 1), seed) $$;
 CREATE OR REPLACE FUNCTION fnv_hash(value integer, seed bigint) RETURNS bigint
 LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE AS $$
 SELECT fnv_hash(substring(int4send(value) from 4 for 1) || substring(int4send(value) from 3 for 1)

@@ -194,6 +194,8 @@ def run_peer(name: str, body, emulator: "bw.Emulator", n: int, rate: float, spar
     result["client_cpu_s_per_million"] = round(cpu * 1_000_000 / n, 1)
     result["stored"] = n - result["items_lost"]
     result["status"] = "completed" if not failure else f"FAILED: {failure[0]}"
+    if failure:  # what it wrote before it failed, not the ids it was given
+        result["items_per_s"] = round(result["stored"] / result["seconds"]) if result["seconds"] else 0
     return result
 
 

@@ -14,7 +14,7 @@ SUMS=jvm/jars.sha256
 SUMS_ABS="$PWD/$SUMS"
 PROFILES=(jobs peers)
 
-if [ "${1:-}" != "--update" ] && [ -d "$DEST" ] && (cd "$DEST" && sha256sum --quiet --strict -c "$SUMS_ABS" 2>/dev/null); then
+if [ "${1:-}" != "--update" ] && [ -d "$DEST" ] && (cd "$DEST" && sha256sum --quiet --strict -c "$SUMS_ABS" >/dev/null 2>&1); then
   listed=$(awk '{print $2}' "$SUMS" | sort)
   present=$(cd "$DEST" && find . -name '*.jar' -printf '%P\n' | sort)
   if [ "$listed" = "$present" ]; then

@@ -9,7 +9,7 @@ from idstore.source.jdbc import hash_predicates, jdbc_properties, subquery, unlo
 def test_redshift_predicates_take_the_remainder_before_abs():
     clauses = hash_predicates("jdbc:redshift://h:5439/dev", "product_id", 4)
     assert len(clauses) == 4
-    assert clauses[1] == 'ABS(FNV_HASH(CAST("product_id" AS VARCHAR)) % 4) = 1'
+    assert clauses[1] == 'ABS(FNV_HASH(CAST("product_id" AS VARCHAR(65535))) % 4) = 1'
     assert "IS NULL" in clauses[0] and all("IS NULL" not in c for c in clauses[1:])
 
 

@@ -33,7 +33,8 @@ def hash_predicates(url: str, column: str, partitions: int) -> List[str]:
     """
     quoted = '"' + column.replace('"', '""') + '"'
     if dialect(url) == "redshift":
-        hashed = f"FNV_HASH(CAST({quoted} AS VARCHAR))"  # signed 64-bit FNV-1a
+        # signed 64-bit FNV-1a; a bare VARCHAR is VARCHAR(256) on Redshift, shorter than a key may be
+        hashed = f"FNV_HASH(CAST({quoted} AS VARCHAR(65535)))"
     else:
         hashed = f"hashtext(CAST({quoted} AS TEXT))"  # signed 32-bit
     if partitions == 1:

@@ -1,0 +1,416 @@
+"""Benchmark of delta runs: a full mirror run against a delta run after 1% churn, side by side.
+
+    make bench-sync                                        # 1,000,000 ids at 10,000 WCU/s
+    .venv/bin/python benchmarks/bench_sync.py --ids 100000  # a quick run
+
+The source is a PostgreSQL table (the local stack: PostgreSQL holds it, moto the secret and the
+lock) of product_id text, title text, price int, generated with generate_series. DynamoDB is the
+capacity emulator as its own process, every table at a budget of --rate WCU/s (1 s burst) and
+--latency-ms per call; the jobs run through spark-submit (local[2]) with dynamodb.write_rate
+equal to that budget, in mirror mode, writing title and price as attributes.
+
+  run 1            table A and table B, each brought to the same state by its own first (full) run
+  churn            0.4% of the ids leave, 0.4% new ids arrive, 0.2% change their title
+  run 2, full      table A with --full: every id put again, the table scanned for what left
+  run 2, delta     table B as a delta run: only what changed is written, what left is deleted
+
+Measured from the run reports (consumed units, phases) and from the emulator (its own count of
+write units consumed, items written and deleted, Scan calls, the per-second series), and by the
+clock around each spark-submit. Both tables are read back at the end and compared with the
+churned source in plain Python. A benchmark, not a test: it prints and saves, asserts nothing.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench-results"
+SOURCE_TABLE = "bench_sync_source"
+TABLES = {"A": "BenchSyncFull", "B": "BenchSyncDelta"}
+KEY = "product_id"
+REGION = "us-east-1"
+LEAVE, ARRIVE, CHANGE = 0.004, 0.004, 0.002  # shares of the set: 1% churn in all
+LEAVE_EVERY, CHANGE_EVERY = 250, 500  # i % 250 == 0 leave (0.4%), i % 500 == 1 change (0.2%)
+RUNS_PER_MONTH = 30  # nightly
+VERIFY_EVERY = 7  # conf/base.toml dynamodb.verify_every_runs: every 7th run is a full run
+READ_OPS = ("Scan", "GetItem", "BatchGetItem", "Query")
+
+
+# ---------------------------------------------------------------- the emulator, over HTTP
+
+class Emulator:
+    """The capacity emulator as a separate process (its CLI), read through its admin paths."""
+
+    def __init__(self, rate: float, latency_ms: float) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "idstore_tools.testing.emulator", "--port", "0", "--latency-ms", str(latency_ms),
+             "--write-rate", str(rate), "--burst-s", "1", "--seed", "1"],
+            stdout=subprocess.PIPE, text=True,
+        )
+        self.url = self.process.stdout.readline().strip()
+        if not self.url.startswith("http"):
+            raise RuntimeError(f"the emulator did not start: {self.url!r}")
+
+    def admin(self, path: str) -> Any:
+        with urllib.request.urlopen(f"{self.url}/_emulator/{path}", timeout=600) as response:
+            return json.loads(response.read())
+
+    def create_table(self, name: str) -> None:
+        import boto3
+
+        boto3.client("dynamodb", region_name=REGION, endpoint_url=self.url).create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": KEY, "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": KEY, "AttributeType": "S"}],
+        )
+
+    def items(self, table: str) -> List[Dict[str, Any]]:
+        return self.admin(f"items?table={table}")["items"]
+
+    def stop(self) -> None:
+        """Stop it; with millions of items on a busy machine it may take a while to exit, then kill it."""
+        self.process.terminate()
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+
+def emulator_delta(before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Any]:
+    """What the emulator counted between two metric snapshots (its counters are global)."""
+    ops = {op: after["ops"].get(op, 0) - before["ops"].get(op, 0) for op in after["ops"]}
+    start = int(before["uptime_s"])
+    series = [wcu for second, wcu in after["wcu_per_second"] if second >= start]
+    busy = [i for i, wcu in enumerate(series) if wcu > 0]
+    series = series[busy[0]:busy[-1] + 1] if busy else []
+    return {
+        "wcu": round(after["wcu_consumed"] - before["wcu_consumed"], 1),
+        "items_written": after["items_written"] - before["items_written"],
+        "items_deleted": after["items_deleted"] - before["items_deleted"],
+        "delete_requests": after["delete_requests"] - before["delete_requests"],
+        "throttled_calls": after["requests"]["throttled"] - before["requests"]["throttled"],
+        "items_unprocessed": after["items_unprocessed"] - before["items_unprocessed"],
+        "read_calls": {op: ops.get(op, 0) for op in READ_OPS},
+        "write_calls": ops.get("BatchWriteItem", 0),
+        "seconds_writing": len(series),
+        "peak_wcu_per_s": max(series) if series else 0.0,
+        "wcu_per_second": series,
+    }
+
+
+# ---------------------------------------------------------------- the source, in PostgreSQL
+
+def execute(info, *statements: str) -> float:
+    from idstore_tools.local.stack import connect_postgres
+
+    started = time.monotonic()
+    connection = connect_postgres(info)
+    try:
+        cursor = connection.cursor()
+        for statement in statements:
+            cursor.execute(statement)
+        connection.commit()
+    finally:
+        connection.close()
+    return time.monotonic() - started
+
+
+def pid_of(column: str) -> str:
+    return f"'P' || lpad(({column})::text, 9, '0')"
+
+
+def create_source(info, n: int) -> float:
+    return execute(
+        info,
+        f"drop table if exists {SOURCE_TABLE}",
+        f"create table {SOURCE_TABLE} (product_id text, title text, price int)",
+        f"insert into {SOURCE_TABLE} select {pid_of('i')}, 'title ' || i, 100 + i % 9900 "
+        f"from generate_series(0, {n - 1}) i",
+        f"analyze {SOURCE_TABLE}",
+    )
+
+
+def churn(info, n: int) -> Dict[str, int]:
+    """0.4% leave (spread over the key space), 0.4% arrive (new ids), 0.2% change their title."""
+    arrive = round(n * ARRIVE)
+    index = "substr(product_id, 2)::int"
+    seconds = execute(
+        info,
+        f"delete from {SOURCE_TABLE} where {index} % {LEAVE_EVERY} = 0",
+        f"update {SOURCE_TABLE} set title = title || ' v2' where {index} % {CHANGE_EVERY} = 1",
+        f"insert into {SOURCE_TABLE} select {pid_of('i')}, 'new ' || i, 100 + i % 9900 "
+        f"from generate_series({n}, {n + arrive - 1}) i",
+        f"analyze {SOURCE_TABLE}",
+    )
+    return {"left": -(-n // LEAVE_EVERY), "arrived": arrive, "changed": len(range(1, n, CHANGE_EVERY)),
+            "seconds": round(seconds, 1)}
+
+
+def source_rows(info) -> Dict[str, Tuple[str, int]]:
+    from idstore_tools.local.stack import connect_postgres
+
+    connection = connect_postgres(info)
+    try:
+        cursor = connection.cursor()
+        cursor.execute(f"select product_id, title, price from {SOURCE_TABLE}")
+        return {pid: (title, price) for pid, title, price in cursor.fetchall()}
+    finally:
+        connection.close()
+
+
+def compare(items: List[Dict[str, Any]], source: Dict[str, Tuple[str, int]]) -> Dict[str, int]:
+    """The table against the source: ids missing, ids extra, ids whose title or price differ."""
+    held = {item[KEY]["S"]: item for item in items}
+    wrong = 0
+    for pid, (title, price) in source.items():
+        item = held.get(pid)
+        if item is not None and (item.get("title") != {"S": title} or item.get("price") != {"N": str(price)}):
+            wrong += 1
+    return {"table_items": len(held), "source_ids": len(source), "missing": len(source.keys() - held.keys()),
+            "extra": len(held.keys() - source.keys()), "wrong_attributes": wrong}
+
+
+# ---------------------------------------------------------------- one run
+
+def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator: Emulator, rate: float,
+             *flags: str) -> Dict[str, Any]:
+    from idstore_tools.local.stack import MOTO_ENV
+    from idstore_tools.local_submit import spark_submit
+
+    run_id = f"bench-{name.replace(' ', '-').replace(',', '')}-{uuid.uuid4().hex[:6]}"
+    sets = {
+        "dynamodb.table": table, "dynamodb.endpoint_url": emulator.url, "dynamodb.write_rate": f"{rate:g}",
+        "dynamodb.mode": "mirror", "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
+        "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{table}"),
+    }
+    args = ["--conf", str(conf), "--run-id", run_id, *flags]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    print(f"-- {name}: {table} {' '.join(flags)} ...", flush=True)
+    before = emulator.admin("metrics")
+    load_before = os.getloadavg()[0]
+    started = time.monotonic()
+    result = spark_submit("sync", args, env=MOTO_ENV, timeout=7200)
+    wall = time.monotonic() - started
+    measured = emulator_delta(before, emulator.admin("metrics"))
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{run_id}.log").write_text(result.stdout + result.stderr)
+    report_path = data / "reports" / "sync" / f"run_id={run_id}.json"
+    if result.returncode != 0 or not report_path.exists():
+        tail = (result.stdout + result.stderr)[-4000:]
+        raise RuntimeError(f"{name}: spark-submit exited {result.returncode} (whole log: "
+                           f"{logs / (run_id + '.log')})\n{tail}")
+    report = json.loads(report_path.read_text())
+    counts, details, durations = report["counts"], report["details"], report["durations_s"]
+    out = {
+        "name": name,
+        "table": table,
+        "run_id": run_id,
+        "exit_code": result.returncode,
+        "outcome": report["outcome"],
+        "strategy": details.get("strategy"),
+        "strategy_reason": details.get("strategy_reason"),
+        "wall_s": round(wall, 1),
+        "load_avg_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "durations_s": durations,
+        "write_phase_s": round(durations.get("write", 0.0) + durations.get("delete", 0.0), 1),
+        "counts": counts,
+        "items_written": counts.get("written", 0) + counts.get("deleted", 0),
+        "report_wcu": details.get("consumed_wcu", 0.0),
+        "report_rcu": details.get("consumed_rcu", 0.0),
+        "cost": details.get("cost", {}),
+        "plan": details.get("plan"),
+        "emulator": measured,
+    }
+    print(f"   {out['strategy']} run ({out['strategy_reason']}): {out['items_written']:,} items written, "
+          f"{measured['wcu']:,.0f} WCU (report {out['report_wcu']:,.0f}), {out['report_rcu']:,.0f} RCU, "
+          f"{sum(measured['read_calls'].values()):,} read calls; write phase {out['write_phase_s']:.1f} s, "
+          f"job {durations.get('total', 0):.1f} s, spark-submit {wall:.1f} s", flush=True)
+    return out
+
+
+# ---------------------------------------------------------------- reporting
+
+def usd(write_units: float, read_units: float, prices) -> float:
+    return (write_units * prices.write_unit_usd_per_million + read_units * prices.read_unit_usd_per_million) / 1e6
+
+
+def money(value: float) -> str:
+    if value >= 100:
+        return f"${value:,.0f}"
+    if value >= 1:
+        return f"${value:,.2f}"
+    return f"${value:.4f}"
+
+
+def ratio(a: float, b: float) -> Optional[float]:
+    return a / b if b else None
+
+
+def pct(value: Optional[float]) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def run_table(runs: List[Dict[str, Any]]) -> str:
+    lines = [
+        "| run | strategy | items written (puts + deletes) | write units (emulator / report) | read units "
+        "| Scan calls | write phase s | whole run s (spark-submit) | job s (report) | cost $ |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in runs:
+        lines.append(
+            f"| {r['name']} | {r['strategy']} | {r['counts'].get('written', 0):,} + {r['counts'].get('deleted', 0):,} "
+            f"| {r['emulator']['wcu']:,.0f} / {r['report_wcu']:,.0f} | {r['report_rcu']:,.0f} "
+            f"| {r['emulator']['read_calls']['Scan']:,} | {r['write_phase_s']:.1f} | {r['wall_s']:.1f} "
+            f"| {r['durations_s'].get('total', 0):.1f} | {money(r['usd'])} |"
+        )
+    full, dlt = runs[1], runs[2]
+    lines.append(
+        f"| ratio delta / full | | {pct(ratio(dlt['items_written'], full['items_written']))} "
+        f"| {pct(ratio(dlt['emulator']['wcu'], full['emulator']['wcu']))} "
+        f"| {pct(ratio(dlt['report_rcu'], full['report_rcu']))} "
+        f"| {dlt['emulator']['read_calls']['Scan']:,} vs {full['emulator']['read_calls']['Scan']:,} "
+        f"| {pct(ratio(dlt['write_phase_s'], full['write_phase_s']))} | {pct(ratio(dlt['wall_s'], full['wall_s']))} "
+        f"| {pct(ratio(dlt['durations_s'].get('total', 0), full['durations_s'].get('total', 0)))} "
+        f"| {pct(ratio(dlt['usd'], full['usd']))} |"
+    )
+    return "\n".join(lines)
+
+
+def cost_table(n: int, full: Dict[str, Any], dlt: Dict[str, Any]) -> Tuple[str, List[Dict[str, Any]]]:
+    """Per-run cost scaled linearly from n ids to 10M and 100M; a month of nightly runs."""
+    full_runs = -(-RUNS_PER_MONTH // VERIFY_EVERY)  # 30 nights: 5 full runs if the first is one
+    lines = [
+        f"| ids | full mirror, per run | delta, per run | full mirror, {RUNS_PER_MONTH} runs a month "
+        f"| delta, {RUNS_PER_MONTH} runs a month | delta + every {VERIFY_EVERY}th run full "
+        f"({full_runs} full + {RUNS_PER_MONTH - full_runs} delta) a month |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    rows = []
+    for ids in (n, 10_000_000, 100_000_000):
+        scale = ids / n
+        f_run, d_run = full["usd"] * scale, dlt["usd"] * scale
+        row = {"ids": ids, "full_per_run": f_run, "delta_per_run": d_run, "full_per_month": f_run * RUNS_PER_MONTH,
+               "delta_per_month": d_run * RUNS_PER_MONTH,
+               "delta_with_verification_per_month": f_run * full_runs + d_run * (RUNS_PER_MONTH - full_runs)}
+        rows.append(row)
+        lines.append(f"| {ids:,} | {money(f_run)} | {money(d_run)} | {money(row['full_per_month'])} "
+                     f"| {money(row['delta_per_month'])} | {money(row['delta_with_verification_per_month'])} |")
+    return "\n".join(lines), rows
+
+
+def verdicts(full: Dict[str, Any], dlt: Dict[str, Any]) -> List[str]:
+    wcu = ratio(dlt["emulator"]["wcu"], full["emulator"]["wcu"])
+    reads = sum(dlt["emulator"]["read_calls"].values())
+    wall = ratio(dlt["wall_s"], full["wall_s"])
+    job = ratio(dlt["durations_s"].get("total", 0), full["durations_s"].get("total", 0))
+    met = {True: "met", False: "MISSED"}
+    return [
+        f"target write units <= 1.1% of the full run's: {'met' if wcu is not None and wcu <= 0.011 else 'MISSED'} "
+        f"({dlt['emulator']['wcu']:,.0f} of {full['emulator']['wcu']:,.0f} WCU = {pct(wcu)})",
+        f"target no full-table read: {'met' if reads == 0 and not dlt['report_rcu'] else 'MISSED'} "
+        f"({reads} read calls on the table, {dlt['report_rcu']:,.0f} RCU; the full mirror run: "
+        f"{full['emulator']['read_calls']['Scan']:,} Scan calls, {full['report_rcu']:,.0f} RCU)",
+        f"target whole run <= 15% of the full mirror run's time: {met[wall is not None and wall <= 0.15]} "
+        f"({dlt['wall_s']:.1f} s of {full['wall_s']:.1f} s spark-submit = {pct(wall)}; by the report's total "
+        f"{dlt['durations_s'].get('total', 0):.1f} s of {full['durations_s'].get('total', 0):.1f} s = {pct(job)})",
+    ]
+
+
+# ---------------------------------------------------------------- main
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ids", type=int, default=1_000_000, help="ids in the set (default 1,000,000)")
+    parser.add_argument("--rate", type=float, default=10_000.0,
+                        help="every table's budget in the emulator and dynamodb.write_rate, WCU/s")
+    parser.add_argument("--latency-ms", type=float, default=10.0, help="the emulator's latency per call")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    args.out.mkdir(parents=True, exist_ok=True)
+    n = args.ids
+
+    from idstore.config import load_config
+    from idstore_tools.local.stack import MOTO_ENV, LocalStack, write_local_config
+    from idstore_tools.local_submit import require_jars
+
+    os.environ.update(MOTO_ENV)  # moto and the emulator take any credentials
+    require_jars()
+    prices = load_config().cost
+    work = Path(tempfile.mkdtemp(prefix="bench-sync-"))
+    data = work / "data"
+    logs = args.out / "bench-sync-logs"  # each run's spark-submit output
+    started = time.monotonic()
+    with LocalStack() as info:
+        emulator = Emulator(args.rate, args.latency_ms)
+        try:
+            for table in TABLES.values():
+                emulator.create_table(table)
+            conf = Path(write_local_config(info, work / "job.toml", data))
+            print(f"-- source: {n:,} ids (product_id, title, price) in PostgreSQL ...", flush=True)
+            print(f"   generated in {create_source(info, n):.1f} s", flush=True)
+            first_a = run_sync("run 1 (full)", conf, data, logs, TABLES["A"], emulator, args.rate)
+            first_b = run_sync("run 1 (full), table B", conf, data, logs, TABLES["B"], emulator, args.rate)
+            changes = churn(info, n)
+            print(f"-- churn: {changes['left']:,} ids left, {changes['arrived']:,} arrived, "
+                  f"{changes['changed']:,} changed their title ({changes['seconds']} s)", flush=True)
+            full = run_sync("run 2, full mirror", conf, data, logs, TABLES["A"], emulator, args.rate, "--full")
+            dlt = run_sync("run 2, delta", conf, data, logs, TABLES["B"], emulator, args.rate)
+            print("-- reading both tables back ...", flush=True)
+            source = source_rows(info)
+            checks = {name: compare(emulator.items(table), source) for name, table in TABLES.items()}
+            source_count = len(source)
+            del source
+        finally:
+            emulator.stop()
+    for run in (first_a, first_b, full, dlt):
+        run["usd"] = usd(run["emulator"]["wcu"], run["report_rcu"], prices)
+
+    runs = [first_a, full, dlt]
+    head = (f"{n:,} ids (title, price), 1% churn ({changes['left']:,} left, {changes['arrived']:,} arrived, "
+            f"{changes['changed']:,} changed); capacity emulator at {args.rate:,.0f} WCU/s "
+            f"(dynamodb.write_rate {args.rate:,.0f}), {args.latency_ms:g} ms per call; spark-submit local[2] "
+            f"on {os.cpu_count()} cores; ${prices.write_unit_usd_per_million:g} per million write units, "
+            f"${prices.read_unit_usd_per_million:g} per million read units")
+    text = [head, "", run_table(runs), ""]
+    costs, cost_rows = cost_table(n, full, dlt)
+    text += [f"cost at those prices, scaled linearly from {n:,} ids:", "", costs, ""]
+    for name, check in checks.items():
+        lost = check["missing"] + check["extra"] + check["wrong_attributes"]
+        text.append(f"table {name} ({TABLES[name]}): {check['table_items']:,} items for {check['source_ids']:,} "
+                    f"source ids; " + ("items lost / wrong: 0" if not lost else
+                                       f"items lost / wrong: {check['missing']:,} missing, {check['extra']:,} "
+                                       f"extra, {check['wrong_attributes']:,} with wrong attributes"))
+    text += [""] + verdicts(full, dlt)
+    print()
+    print("\n".join(text))
+    raw = {
+        "ids": n, "rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(),
+        "prices": {"write_unit_usd_per_million": prices.write_unit_usd_per_million,
+                   "read_unit_usd_per_million": prices.read_unit_usd_per_million},
+        "churn": changes, "source_ids_after_churn": source_count, "runs": [first_a, first_b, full, dlt],
+        "readback": checks, "cost_scaled": cost_rows, "verdicts": verdicts(full, dlt),
+        "bench_seconds": round(time.monotonic() - started, 1),
+    }
+    (args.out / "bench-sync.json").write_text(json.dumps(raw, indent=1) + "\n")
+    (args.out / "bench-sync.md").write_text("\n".join(text) + "\n")
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nwrote {args.out / 'bench-sync.json'} and {args.out / 'bench-sync.md'} "
+          f"({raw['bench_seconds']:.0f} s in all)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -23,14 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
+
+import bench_write as bw  # beside this file: the capacity emulator's process
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
@@ -47,22 +47,8 @@ READ_OPS = ("Scan", "GetItem", "BatchGetItem", "Query")
 
 # ---------------------------------------------------------------- the emulator, over HTTP
 
-class Emulator:
-    """The capacity emulator as a separate process (its CLI), read through its admin paths."""
-
-    def __init__(self, rate: float, latency_ms: float) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "idstore_tools.testing.emulator", "--port", "0", "--latency-ms", str(latency_ms),
-             "--write-rate", str(rate), "--burst-s", "1", "--seed", "1"],
-            stdout=subprocess.PIPE, text=True,
-        )
-        self.url = self.process.stdout.readline().strip()
-        if not self.url.startswith("http"):
-            raise RuntimeError(f"the emulator did not start: {self.url!r}")
-
-    def admin(self, path: str) -> Any:
-        with urllib.request.urlopen(f"{self.url}/_emulator/{path}", timeout=600) as response:
-            return json.loads(response.read())
+class Emulator(bw.Emulator):
+    """bench_write's emulator process, with the tables and reads this benchmark needs."""
 
     def create_table(self, name: str) -> None:
         import boto3
@@ -75,15 +61,6 @@ class Emulator:
 
     def items(self, table: str) -> List[Dict[str, Any]]:
         return self.admin(f"items?table={table}")["items"]
-
-    def stop(self) -> None:
-        """Stop it; with millions of items on a busy machine it may take a while to exit, then kill it."""
-        self.process.terminate()
-        try:
-            self.process.wait(60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
 
 
 def emulator_delta(before: Dict[str, Any], after: Dict[str, Any]) -> Dict[str, Any]:

@@ -82,8 +82,13 @@ class Emulator:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
+        """Stop it; with millions of items on a busy machine it may take a while to exit, then kill it."""
         self.process.terminate()
-        self.process.wait(10)
+        try:
+            self.process.wait(60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
 
 
 def ids(n: int) -> List[str]:

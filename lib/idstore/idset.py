@@ -1,6 +1,7 @@
 """The id set both jobs read: a program's ids from the source (validated), or the set the
 last sync left behind (its snapshot, or the table itself).
 """
+from dataclasses import dataclass
 from typing import Mapping, Sequence, Tuple
 
 from pyspark import StorageLevel
@@ -75,16 +76,35 @@ def _check_columns(df: DataFrame, columns: Sequence[str]) -> None:
 
 
 
-def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> DataFrame:
-    """The id set as one column named source.id_column: snapshot (default), dynamodb or source."""
+@dataclass(frozen=True)
+class IdSet:
+    """The id set as one column named source.id_column, and its size (ids, UTF-8 bytes)."""
+
+    ids: DataFrame
+    count: int
+    bytes: int
+
+
+def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> IdSet:
+    """The id set: snapshot (default), dynamodb or source, with its size.
+
+    A snapshot's pointer says how many keys its record holds and their bytes, so the set is
+    not read before the join that uses it; the other sources are counted in one pass.
+    """
+    id_col = config.source.id_column
     if ids_from == "source":
-        return load_id_set(spark, config, environ)[1]
-    if ids_from == "dynamodb":
+        ids = load_id_set(spark, config, environ)[1].select(id_col)
+    elif ids_from == "dynamodb":
         from idstore.dynamodb.scanner import scan_keys
 
         keys = scan_keys(spark, config.dynamodb)  # described there, paced by the one rule for every scan
-        return keys.withColumnRenamed("key", config.source.id_column)
-    return read_latest_snapshot(spark, config)
+        ids = keys.withColumnRenamed("key", id_col)
+    else:
+        ids, pointer = read_latest_snapshot(spark, config)
+        if pointer.keys >= 0 and pointer.key_bytes >= 0:
+            return IdSet(ids, pointer.keys, pointer.key_bytes)
+    ids = ids.persist(StorageLevel.MEMORY_AND_DISK)  # counted here, then joined
+    return IdSet(ids, *id_set_stats(ids, id_col))
 
 
 def id_set_stats(ids: DataFrame, id_col: str) -> Tuple[int, int]:

@@ -72,6 +72,7 @@ class Pointer:
     verified_at: str  # the last full run, which wrote every key and repaired any drift
     runs_since_verify: int  # delta runs since then
     format_version: int = FORMAT_VERSION
+    key_bytes: int = -1  # UTF-8 bytes of all keys, so the filter sizes its broadcast without a pass; -1: unknown
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Pointer":
@@ -101,7 +102,7 @@ def read_pointer(config: Config) -> Pointer:
     return Pointer.from_dict(data)
 
 
-def write_record(record: DataFrame, config: Config, run_id: str, keys: int, now: datetime,
+def write_record(record: DataFrame, config: Config, run_id: str, keys: int, key_bytes: int, now: datetime,
                  full_run: bool, previous: Optional[Pointer]) -> str:
     """Write the record under snapshot.path/run_id=<id>/, then point _LATEST.json at it."""
     target = io.join(config.snapshot.path, f"run_id={run_id}")
@@ -112,14 +113,15 @@ def write_record(record: DataFrame, config: Config, run_id: str, keys: int, now:
         fingerprint=Fingerprint.of(config).as_dict(),
         verified_at=stamp if full_run or previous is None else previous.verified_at,
         runs_since_verify=0 if full_run or previous is None else previous.runs_since_verify + 1,
+        key_bytes=key_bytes,
     )
     io.write_json(io.join(config.snapshot.path, POINTER), asdict(pointer), config.aws.endpoint_url,
                   config.aws.region)
     return target
 
 
-def read_latest_snapshot(spark: SparkSession, config: Config) -> DataFrame:
-    """The id set of the latest complete snapshot, its id column named source.id_column."""
+def read_latest_snapshot(spark: SparkSession, config: Config) -> Tuple[DataFrame, Pointer]:
+    """The id set of the latest complete snapshot, its id column named source.id_column, and its pointer."""
     if not config.snapshot.path:
         raise ConfigError("snapshot.path: empty; set it or choose --ids source|dynamodb")
     try:
@@ -128,7 +130,7 @@ def read_latest_snapshot(spark: SparkSession, config: Config) -> DataFrame:
         where = io.join(config.snapshot.path, POINTER)
         raise ConfigError(f"snapshot.path: no complete snapshot at {where} (run sync first): {exc}") from None
     ids = spark.read.parquet(pointer.path).select(pointer.id_column)
-    return ids.withColumnRenamed(pointer.id_column, config.source.id_column)
+    return ids.withColumnRenamed(pointer.id_column, config.source.id_column), pointer
 
 
 def days_since(stamp: str, now: datetime) -> float:

@@ -158,15 +158,16 @@ def test_the_snapshot_pointer_names_the_latest_complete_record(spark, tmp_path):
     first = spark.createDataFrame([("a", "", 1, "r1", None), ("b", "", 1, "r1", None)], columns)
     second = spark.createDataFrame([("c", "", 2, "r2", None)], columns)
     now = datetime(2026, 5, 1, tzinfo=timezone.utc)
-    assert write_record(first, config, "r1", 2, now, full_run=True, previous=None) == str(tmp_path / "snaps" /
+    assert write_record(first, config, "r1", 2, 2, now, full_run=True, previous=None) == str(tmp_path / "snaps" /
                                                                                            "run_id=r1")
     pointer = read_pointer(config)
-    write_record(second, config, "r2", 1, now + timedelta(days=1), full_run=False, previous=pointer)
+    write_record(second, config, "r2", 1, 1, now + timedelta(days=1), full_run=False, previous=pointer)
     data = json.loads((tmp_path / "snaps" / POINTER).read_text())
     assert data["run_id"] == "r2" and data["path"].endswith("run_id=r2") and data["keys"] == 1
     assert data["verified_at"] == now.isoformat() and data["runs_since_verify"] == 1  # r2 was a delta run
     assert data["fingerprint"]["table"] == config.dynamodb.table and data["format_version"] == 2
-    assert sorted(r.product_id for r in read_latest_snapshot(spark, config).collect()) == ["c"]
+    ids, latest = read_latest_snapshot(spark, config)
+    assert sorted(r.product_id for r in ids.collect()) == ["c"] and (latest.keys, latest.key_bytes) == (1, 1)
     assert sorted(pq.read_table(tmp_path / "snaps" / "run_id=r1").column("product_id").to_pylist()) == ["a", "b"]
 
 
@@ -213,7 +214,12 @@ def test_force_overrides_the_guard_and_a_second_run_leaves_the_same_table(spark,
     after_second = items_by_key(ddb, new_table)
     assert second.counts["stale"] == 0 and second.counts["deleted"] == 0
     assert without_stamps(after_second) == without_stamps(after_first)
-    assert {item["run_id"]["S"] for item in after_second.values()} == {second.run_id}
+    # a delta run: nothing changed, nothing written; the items name the run that last wrote them
+    assert second.details["strategy"] == "delta" and second.counts["written"] == 0
+    assert {item["run_id"]["S"] for item in after_second.values()} == {first.run_id}
+    third = run_in_process(spark, config, full=True)  # a full run writes every item again
+    assert third.counts["written"] == 40 and without_stamps(items_by_key(ddb, new_table)) == without_stamps(after_first)
+    assert {item["run_id"]["S"] for item in items_by_key(ddb, new_table).values()} == {third.run_id}
 
 
 @integration
@@ -290,6 +296,8 @@ def test_upsert_writes_the_valid_set_with_typed_attributes_and_reports_it(stack,
     assert Counter(q["reason"] for q in quarantined) == report["details"]["rejected_by_reason"]
     pointer = json.loads((data / "snapshots" / POINTER).read_text())
     assert pointer["run_id"] == report["run_id"]
+    valid = reference_valid_ids(values)
+    assert (pointer["keys"], pointer["key_bytes"]) == (len(valid), sum(len(v.encode()) for v in valid))
     assert set(pq.read_table(pointer["path"]).column("product_id").to_pylist()) == reference_valid_ids(values)
     assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
 

@@ -5,12 +5,12 @@ never shuffled. Over the ceiling (rows or estimated bytes) a sort-merge join shu
 """
 import logging
 from dataclasses import dataclass
-from typing import Optional
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from idstore.events.reader import CORRUPT
+from idstore.events.prefilter import UNDECIDED
+from idstore.events.reader import CORRUPT, status_of
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +19,6 @@ STATUS = "_idstore_status"  # ok | malformed | missing_id
 # Spark's broadcast hash table of short string keys costs about 100 bytes a key on top of
 # the key itself (BytesToBytesMap entry, key and value UnsafeRows, pointers).
 HASH_TABLE_BYTES_PER_KEY = 96
-
-
-def status_of(event_id: Column, corrupt: Optional[Column]) -> Column:
-    """ok, malformed (unparseable or off-schema line) or missing_id (null, empty or blank id)."""
-    status = F.when(F.lit(False), F.lit(None))
-    if corrupt is not None:
-        status = status.when(corrupt.isNotNull(), F.lit("malformed"))
-    status = status.when(event_id.isNull() | (F.trim(event_id.cast("string")) == ""), F.lit("missing_id"))
-    return F.coalesce(status, F.lit("ok"))
 
 
 def with_status(event_id: Column):
@@ -44,8 +35,6 @@ def join_keys(ids: DataFrame, id_col: str, broadcast: bool, undecided: bool = Fa
     """The set as one JOIN_KEY column, hinted for the join; with `undecided`, plus prefilter.UNDECIDED."""
     keys = ids.select(F.col(id_col).cast("string").alias(JOIN_KEY))
     if undecided:
-        from idstore.events.prefilter import UNDECIDED
-
         sentinel = ids.sparkSession.range(1).select(F.lit(UNDECIDED).alias(JOIN_KEY))
         keys = keys.unionByName(sentinel)
     return F.broadcast(keys) if broadcast else keys.hint("shuffle_merge")

@@ -26,6 +26,7 @@ joined again.
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from idstore.events.reader import CORRUPT, status_of
 from idstore.validation import normalised_key
 
 CANDIDATE = "_idstore_candidate"
@@ -90,9 +91,6 @@ def with_undecided_keys(parsed: Column, id_field: str, trim: bool = False, case:
     again after the join and counted. Kept events are those whose parse is ok and whose
     parsed, normalised id equals the CANDIDATE they were looked up with.
     """
-    from idstore.events.filter import status_of
-    from idstore.events.reader import CORRUPT
-
     event_id = parsed
     for part in id_field.split("."):
         event_id = event_id.getField(part)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from pyspark import StorageLevel
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
 from pyspark.sql import functions as F
 
@@ -50,7 +49,7 @@ from idstore.events.reader import (
     read_events,
     read_lines,
 )
-from idstore.idset import id_set_stats, load_ids
+from idstore.idset import load_ids
 from idstore.pipeline.common import RunFailed
 from idstore.validation import normalised_key
 
@@ -303,14 +302,14 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
 
     id_col = config.source.id_column
     with report.timed("ids"):
-        ids = load_ids(spark, config, ids_from, environ).select(id_col).persist(StorageLevel.MEMORY_AND_DISK)
-        id_count, id_bytes = id_set_stats(ids, id_col)
+        id_set = load_ids(spark, config, ids_from, environ)
+        ids, id_count, id_bytes = id_set.ids.select(id_col), id_set.count, id_set.bytes
     join = choose_join(id_count, events_cfg.broadcast_max_rows, id_bytes, events_cfg.broadcast_max_bytes)
     log.info(join.why)
     report.counts["ids"] = id_count
     report.details["join"] = join.why
     if dry_run:
-        ids.unpersist()
+        id_set.ids.unpersist()
         plan = plan_filter(spark, config, days, ids_from, id_count, join)
         report.counts.update(files=plan.files, bytes=plan.bytes)
         report.details.update(plan=plan.text(), estimated_s=plan.estimated_s)
@@ -334,7 +333,7 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
             where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id,
                                             counts)
         report.details["quarantine"] = where
-    ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
+    id_set.ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
     output = describe_days(spark, config.output.path, dt, days)
     fill_report(report, days, counts, bad_per_day, output)
     report.metrics.update({

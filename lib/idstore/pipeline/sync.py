@@ -21,7 +21,7 @@ from idstore import delta, io
 from idstore import metrics as M
 from idstore.config import Config, ConfigError, CostConfig, DynamoDBConfig
 from idstore.dynamodb import table as ddb
-from idstore.idset import load_id_set
+from idstore.idset import id_set_stats, load_id_set
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.common import RunFailed, RunRefused, RunReport
 from idstore.snapshot import epoch_seconds, write_record
@@ -47,6 +47,7 @@ class SourceSet:
     rejected_rows: DataFrame
     source_rows: int
     distinct_ids: int
+    id_bytes: int  # UTF-8 bytes of the distinct ids, for the record's pointer (the filter's broadcast)
     rejected_by_reason: Mapping[str, int]
 
     @property
@@ -239,7 +240,8 @@ def read_and_validate(spark: SparkSession, config: Config, environ: Mapping[str,
     rows, ids, rejected = load_id_set(spark, config, environ)
     ids = ids.transform(delta.with_digest(config.source.attribute_columns)).persist(StorageLevel.MEMORY_AND_DISK)
     by_reason = {row[REASON]: row["count"] for row in rejected.groupBy(REASON).count().collect()}
-    return SourceSet(rows, ids, rejected, rows.count(), ids.count(), by_reason)
+    distinct, id_bytes = id_set_stats(ids, config.source.id_column)
+    return SourceSet(rows, ids, rejected, rows.count(), distinct, id_bytes, by_reason)
 
 
 def write_quarantine(rejected: DataFrame, config: Config, run_id: str) -> Optional[str]:
@@ -522,8 +524,9 @@ def _sync(spark: SparkSession, config: Config, report: RunReport, environ: Mappi
     if lock is not None:
         lock.check()  # the pointer moves only while this run still holds the table
     with report.timed("snapshot"):
-        report.details["snapshot"] = write_record(changes.record, config, report.run_id, source.distinct_ids, now,
-                                                  full_run=not strategy.delta, previous=strategy.pointer)
+        report.details["snapshot"] = write_record(changes.record, config, report.run_id, source.distinct_ids,
+                                                  source.id_bytes, now, full_run=not strategy.delta,
+                                                  previous=strategy.pointer)
 
 
 def record_write(report: RunReport, name: str, verb: str, outcome: WriteOutcome) -> None:

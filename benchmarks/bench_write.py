@@ -91,6 +91,14 @@ class Emulator:
             self.process.wait(10)
 
 
+def save_results(out: Path, stem: str, text: str, figures: Dict[str, Any]) -> None:
+    """Print a benchmark's table and keep it, with its figures as JSON, under `out`."""
+    print()
+    print(text)
+    (out / f"{stem}.md").write_text(text + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(figures, indent=1) + "\n")
+
+
 def ids(n: int) -> List[str]:
     return [f"B{i:09d}" for i in range(n)]
 
@@ -312,13 +320,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         emulator.stop()
         spark.stop()
 
-    text = table(results, args.rate, args.latency_ms)
-    print()
-    print(text)
-    (args.out / "bench-write.md").write_text(text + "\n")
-    (args.out / "bench-write.json").write_text(json.dumps(
-        {"rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "results": results},
-        indent=1) + "\n")
+    save_results(args.out, "bench-write", table(results, args.rate, args.latency_ms),
+                 {"rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(), "results": results})
     png = args.out / "bench-write.png"
     plot(results, args.rate, args.latency_ms, png)
     docs = REPO / "docs"

@@ -20,7 +20,6 @@ ids the table holds) and why. The jars are the pinned ones of jvm/pom.xml (`make
 A benchmark, not a test: it prints what it measured and asserts nothing.
 """
 import argparse
-import json
 import logging
 import os
 import resource
@@ -287,14 +286,10 @@ def main(argv: Optional[List[str]] = None) -> int:
         emulator.stop()
         spark.stop()
 
-    text = table(results, args.rate, args.latency_ms)
-    print()
-    print(text)
-    (args.out / "bench-write-peers.md").write_text(text + "\n")
-    (args.out / "bench-write-peers.json").write_text(json.dumps(
-        {"rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(),
-         "seconds": round(time.monotonic() - started), "jars": [p.name for p in require_jars("peers")],
-         "results": results}, indent=1) + "\n")
+    bw.save_results(args.out, "bench-write-peers", table(results, args.rate, args.latency_ms),
+                    {"rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(),
+                     "seconds": round(time.monotonic() - started),
+                     "jars": [p.name for p in require_jars("peers")], "results": results})
     print(f"\nwrote {args.out / 'bench-write-peers.md'} and {args.out / 'bench-write-peers.json'}")
     return 0
 

@@ -23,9 +23,8 @@ SPARK_REDACTION = {
 # JDBC URL options that carry a credential, as the Redshift (and PostgreSQL) drivers spell them;
 # matched case-insensitively, so Password, PWD, AccessKeyID, SecretAccessKey, SessionToken, ...
 _CREDENTIAL_OPTIONS = re.compile(
-    r"(?i)^(password|pwd|accesskeyid|access_key_id|secretaccesskey|secret_access_key|sessiontoken|"
-    r"session_token|token|authtoken|auth_token|clientsecret|client_secret|idp_password|"
-    r"sslpassword|sslkey|sslcert|.*secret.*|.*password.*)$"
+    r"(?i)^(pwd|accesskeyid|access_key_id|sessiontoken|session_token|token|authtoken|auth_token|"
+    r"sslkey|sslcert|.*secret.*|.*password.*)$"
 )
 _URL_USERINFO_PASSWORD = re.compile(r"//[^/@:?;]+:[^/@]*@")
 _SECRET_SETTING = re.compile(SECRET_SETTING_REGEX)

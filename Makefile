@@ -40,7 +40,7 @@ jars: ## fetch the pinned jars into .jars/ (hadoop-aws 3.3.4, aws-java-sdk-bundl
 setup: $(STAMP) $(JARS_STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars
 
 test: setup ## the whole suite: unit, integration (spark-submit, PostgreSQL, moto) and fault tests
-	$(PY) -m pytest tests -q -p no:cacheprovider
+	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --dist worksteal --durations=15
 
 test-unit: setup ## unit tests only (no spark-submit)
 	$(PY) -m pytest tests -q -m "not integration" -p no:cacheprovider

@@ -8,6 +8,10 @@ from idstore_tools.local.stack import MOTO_ENV
 from idstore_tools.local_submit import JDBC_JAR
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
+# Every JVM of the suite (the session's, each spark-submit's) lives for seconds on tiny data:
+# the C2 compiler's threads and G1's would take about half of the suite's CPU for code that
+# never runs long enough to repay them. Tests only: jobs and benchmarks keep the JVM defaults.
+os.environ.setdefault("JDK_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC")
 # moto takes any credentials; Spark's Python workers inherit the JVM's environment,
 # so these are set before any session starts.
 for _key, _value in MOTO_ENV.items():

@@ -20,13 +20,13 @@ in another position means the field is absent and the line cannot match. The val
 after `":"` is a JSON string ending at the first unescaped quote; with no backslash in
 V, that is the next quote and the parsed value is V itself. So a line whose V is not in
 the set cannot match, and a line the test cannot read goes the full way. The final
-decision is still the parsed field's: candidates and undecided lines are parsed and
-joined again.
+decision is still the parsed field's: candidates and undecided lines are parsed, a
+candidate is kept when its parsed id is the one it was looked up with, an undecided line
+when its parsed id is in the set (a second join, over the few lines the first one kept).
 """
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from idstore.events.reader import CORRUPT, status_of
 from idstore.validation import normalised_key
 
 CANDIDATE = "_idstore_candidate"
@@ -51,23 +51,24 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
     """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
 
     Built from byte-level built-ins (substring_index, contains, octet_length): a regex
-    would decode every line to UTF-16 first. Staged in columns so that each scan runs
-    once per line (Spark does not collapse projections that would repeat them).
+    would decode every line to UTF-16 first, and instr/locate count characters. Each scan
+    runs once per line: "K occurs at most once" is substring_index(line, K, 2) returning
+    the line itself (it copies only when it finds a second K), and the value is read off
+    the short tail after the last `"K":"`, staged in columns so that it is cut once.
     """
     quoted = f'"{key}":"'
     text = F.col(line)
 
     def transform(df: DataFrame) -> DataFrame:
         after, value = F.col(_AFTER), F.col(_VALUE)
-        # the text after the LAST `"K":"`; the whole line when there is none
+        # the text after the LAST `"K":"`; the line itself when there is none
         staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
         staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
-        first_key_at = F.octet_length(F.substring_index(text, key, 1))  # bytes before the first K
-        last_key_at = F.octet_length(text) - F.octet_length(after) - len(quoted) + 1  # the K of the last `"K":"`
+        length = F.octet_length(text)
         sure = (
-            ~text.contains("\\u")
-            & (first_key_at == last_key_at)  # the first K is the last `"K":"`'s: also false when there is none
-            & ~after.contains(key)  # and no K after it
+            (F.octet_length(after) < length)  # a `"K":"` exists ...
+            & (F.octet_length(F.substring_index(text, key, 2)) == length)  # ... and its K is the only K
+            & ~text.contains("\\u")
             & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
             & ~value.contains("\\")
             & (F.trim(value) != "")
@@ -81,24 +82,11 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
     return transform
 
 
+def decided_by_parse(parsed_key: Column) -> Column:
+    """After the join and the parse: whether a line may be kept on its parsed, normalised id.
 
-def with_undecided_keys(parsed: Column, id_field: str, trim: bool = False, case: str = "keep"):
-    """Transform: an undecided line's CANDIDATE becomes its parsed, normalised id when its parse is ok.
-
-    So one broadcast join decides every line: a plain id, or the parsed id of a line the
-    cheap test could not read (such lines are rare, and parsed twice), is looked up in the
-    set; a bad undecided line keeps UNDECIDED, which is in the join keys, so it is parsed
-    again after the join and counted. Kept events are those whose parse is ok and whose
-    parsed, normalised id equals the CANDIDATE they were looked up with.
+    A plain line was looked up by its plain id, so its parsed id must be that id; an
+    undecided line went through on the sentinel, so its parsed id is looked up in the set
+    again (a second semi join over these few lines, after this filter).
     """
-    event_id = parsed
-    for part in id_field.split("."):
-        event_id = event_id.getField(part)
-    ok = status_of(event_id, parsed.getField(CORRUPT)) == "ok"
-    undecided = F.col(CANDIDATE) == UNDECIDED
-
-    def transform(df: DataFrame) -> DataFrame:
-        key = F.when(undecided & ok, normalised_key(event_id, trim, case)).otherwise(F.col(CANDIDATE))
-        return df.withColumn(CANDIDATE, key)
-
-    return transform
+    return (F.col(CANDIDATE) == UNDECIDED) | (parsed_key == F.col(CANDIDATE))

@@ -27,13 +27,7 @@ from idstore.events.output import (
     sse_kms_options,
     write_by_day,
 )
-from idstore.events.prefilter import (
-    CANDIDATE,
-    key_name,
-    plain_shape_possible,
-    with_candidate_key,
-    with_undecided_keys,
-)
+from idstore.events.prefilter import CANDIDATE, decided_by_parse, key_name, plain_shape_possible, with_candidate_key
 from idstore.events.reader import (
     CORRUPT,
     LINE,
@@ -45,7 +39,6 @@ from idstore.events.reader import (
     list_files,
     list_partitions,
     parse_lines,
-    parsed_line,
     read_events,
     read_lines,
 )
@@ -110,22 +103,21 @@ def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
     counts the events read per day, on the lines before any is dropped.
     """
     cfg, dt = config.events, config.events.date_partition
-    # each row's file, taken at the scan: input_file_name() refuses a plan that joined another source
-    if cfg.format == "parquet":
-        rows = (read_events(spark, cfg, days, files).withColumn(dt, F.col(dt).cast("string"))
-                .withColumn(INPUT_FILE, F.input_file_name()))
+
+    def counted_as_read(rows: DataFrame) -> DataFrame:
+        # counted on dt as read (a date): observed metrics would repeat a cast per day, per row
         if read_obs is not None:
             rows = rows.observe(read_obs, *_per_day("read_", dt, days))
-        return rows.transform(with_status(id_column(cfg)))
-    lines = (read_lines(spark, cfg, days, files).withColumn(dt, F.col(dt).cast("string"))
-             .withColumn(INPUT_FILE, F.input_file_name()))
-    if read_obs is not None:
-        lines = lines.observe(read_obs, *_per_day("read_", dt, days))
+        # each row's file, taken at the scan: input_file_name() refuses a plan that joined another source
+        return rows.withColumn(dt, F.col(dt).cast("string")).withColumn(INPUT_FILE, F.input_file_name())
+
+    if cfg.format == "parquet":
+        return read_events(spark, cfg, days, files).transform(counted_as_read).transform(with_status(id_column(cfg)))
+    lines = read_lines(spark, cfg, days, files).transform(counted_as_read)
     if prefilter_keys is not None:
         trim, case = config.validation.trim, config.validation.case
         lines = (
             lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), trim, case))
-            .transform(with_undecided_keys(parsed_line(cfg), cfg.id_field, trim, case))
             .transform(lambda df: semi_join(df, F.col(CANDIDATE), prefilter_keys))
         )
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
@@ -148,11 +140,11 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         .observe(bad_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"))
     )
     key = normalised_key(event_id, config.validation.trim, config.validation.case)
+    good = events.filter(status == "ok")
     if prefilter:
-        # the final match is on the parsed field: its normalised value is the key found in the set
-        good = events.filter((status == "ok") & (key == F.col(CANDIDATE)))
-    else:
-        good = events.filter(status == "ok").transform(lambda df: semi_join(df, key, keys))
+        # the final match is on the parsed field, whichever way the line came through the first join
+        good = good.filter(decided_by_parse(key))
+    good = good.transform(lambda df: semi_join(df, key, keys))
     good = good.drop(STATUS, SOURCE_FILE, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
     matched_obs = Observation("idstore_matched")
     matched = (

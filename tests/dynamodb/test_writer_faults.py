@@ -3,6 +3,7 @@
 The reference is plain Python over the input (what the table must hold afterwards) and the
 emulator's own view: what it stored, what it was sent and what it injected.
 """
+import re
 import time
 
 import pytest
@@ -153,7 +154,11 @@ def test_the_deadline_fails_the_task_naming_what_was_not_written(emulator):
     message = str(failure.value)
     assert f"DynamoDB write to {TABLE} failed in partition 3" in message
     assert "nothing written for" in message and "no_progress_timeout_s = 1" in message
-    assert "Not written: 60 put requests" in message and "X000000" in message
+    # what was queued or in the failing batch is listed; a call still in flight on another
+    # thread is not (under load some are), so the listed share is between 1 and all 60
+    listed = re.search(r"Not written: (\d+) put requests queued or in this batch \[(X\d+)", message)
+    read = re.search(r"after the (\d+) read so far", message)
+    assert listed and 1 <= int(listed.group(1)) <= 60 and read and int(read.group(1)) <= 60, message
     assert "Written before: 0" in message and "connection errors" in message
     assert emulator.items(TABLE) == []
 

@@ -28,7 +28,7 @@ setup(
         "test": [
             "pyspark==3.5.*",
             "pytest>=8",
-            "pytest-xdist>=3.5",  # make test runs the suite on every core: most of it waits on JVMs and moto
+            "pytest-xdist>=3.5",  # make test runs the suite on every core (the spark-submit runs are CPU-bound)
             "chispa>=0.10",
             "jsonata-python>=0.5",  # evaluates the rendered state machine's JSONata
         ],

@@ -88,16 +88,34 @@ def _arrow_schema():
                       ("source", pa.string()), ("detail", detail)])
 
 
+def write_pointer(data: Path) -> None:
+    """The snapshot's pointer as sync writes it: with the key count and bytes the filter sizes its join by."""
+    from dataclasses import asdict
+
+    import pyarrow.parquet as pq
+
+    from idstore import io
+    from idstore.snapshot import Pointer
+
+    snapshot = data / "snapshots" / "run_id=bench"
+    keys = pq.read_table(str(snapshot), columns=["product_id"]).column("product_id").to_pylist()
+    stamp = "2024-01-01T00:00:00+00:00"
+    pointer = Pointer(run_id="bench", path=str(snapshot), id_column="product_id", written_at=stamp, keys=len(keys),
+                      fingerprint={}, verified_at=stamp, runs_since_verify=0,
+                      key_bytes=sum(len(key.encode("utf-8")) for key in keys))
+    io.write_json(str(data / "snapshots" / "_LATEST.json"), asdict(pointer))
+
+
 def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per_day: int) -> Path:
     """The cached archive for these parameters; generated (2 processes) when missing."""
     data = RESULTS / "filter-data" / f"events{n_events}-days{days}-ids{n_ids}-match{fraction}-files{files_per_day}"
     if (data / "COMPLETE").exists() and (data / "json.gz-wide").exists():
         print(f"bench-filter: using cached data in {data.relative_to(REPO)}", flush=True)
+        write_pointer(data)
         return data
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from idstore import io
     from idstore_tools.testing.datagen import program_ids
 
     shutil.rmtree(data, ignore_errors=True)
@@ -108,8 +126,7 @@ def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per
     snapshot = data / "snapshots" / "run_id=bench"
     snapshot.mkdir(parents=True)
     pq.write_table(pa.table({"product_id": match_ids}), str(snapshot / "part-00000.parquet"))
-    io.write_json(str(data / "snapshots" / "_LATEST.json"),
-                  {"run_id": "bench", "path": str(snapshot), "id_column": "product_id"})
+    write_pointer(data)
     per_day = [n_events // days + (1 if i < n_events % days else 0) for i in range(days)]
     tasks = [(str(data / "json.gz"), str(data / "parquet"), i, per_day[i], match_ids, other_ids, fraction,
               files_per_day) for i in range(days)]

@@ -34,6 +34,7 @@ CANDIDATE = "_idstore_candidate"
 # empty ids, and a parsed event with an empty id is missing_id, never joined.
 UNDECIDED = ""
 _AFTER = "_idstore_after_key"
+_HEAD = "_idstore_before_key"
 _VALUE = "_idstore_plain_value"
 
 
@@ -50,25 +51,27 @@ def plain_shape_possible(key: str) -> bool:
 def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep"):
     """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
 
-    Built from byte-level built-ins (substring_index, contains, octet_length): a regex
-    would decode every line to UTF-16 first, and instr/locate count characters. Each scan
-    runs once per line: "K occurs at most once" is substring_index(line, K, 2) returning
-    the line itself (it copies only when it finds a second K), and the value is read off
-    the short tail after the last `"K":"`, staged in columns so that it is cut once.
+    Built from byte-level built-ins: a regex would decode every line to UTF-16 first, and
+    instr/locate count characters. The one search that compares at every byte
+    (substring_index) runs once, from the end, to the last `"K":"`; the text before it is
+    cut by bytes (a binary substring), and the checks on both sides are `contains`, which
+    skips to the next first byte. "K occurs once" is: no K before the last `"K":"` and
+    none after it (K holds no quote, so no other K can overlap that `"K":"`).
     """
     quoted = f'"{key}":"'
     text = F.col(line)
 
     def transform(df: DataFrame) -> DataFrame:
-        after, value = F.col(_AFTER), F.col(_VALUE)
+        after, head, value = F.col(_AFTER), F.col(_HEAD), F.col(_VALUE)
         # the text after the LAST `"K":"`; the line itself when there is none
         staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
+        head_bytes = F.octet_length(text) - F.octet_length(after) - len(quoted.encode("utf-8"))
+        staged = staged.withColumn(_HEAD, text.cast("binary").substr(F.lit(1), head_bytes).cast("string"))
         staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
-        length = F.octet_length(text)
         sure = (
-            (F.octet_length(after) < length)  # a `"K":"` exists ...
-            & (F.octet_length(F.substring_index(text, key, 2)) == length)  # ... and its K is the only K
-            & ~text.contains("\\u")
+            (F.octet_length(after) < F.octet_length(text))  # a `"K":"` exists ...
+            & ~head.contains(key) & ~after.contains(key)  # ... and its K is the only K
+            & ~head.contains("\\u") & ~after.contains("\\u")
             & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
             & ~value.contains("\\")
             & (F.trim(value) != "")
@@ -77,7 +80,7 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
         # a non-deterministic identity: the join's inferred not-null filter stays above this
         # projection instead of being pushed below it with the whole test inlined (run twice)
         candidate = F.when(F.spark_partition_id() >= 0, candidate)
-        return staged.withColumn(CANDIDATE, candidate).drop(_AFTER, _VALUE)
+        return staged.withColumn(CANDIDATE, candidate).drop(_AFTER, _HEAD, _VALUE)
 
     return transform
 

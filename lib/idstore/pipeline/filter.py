@@ -5,10 +5,11 @@ keeps the ok events whose id is in the set (broadcast left-semi join), and write
 the counts are observed in that same pass. Bad rows are written to the quarantine in a
 second pass over only the files that hold them.
 """
+import json
 import logging
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from pyspark.sql import Column, DataFrame, Observation, SparkSession
@@ -27,7 +28,14 @@ from idstore.events.output import (
     sse_kms_options,
     write_by_day,
 )
-from idstore.events.prefilter import CANDIDATE, decided_by_parse, key_name, plain_shape_possible, with_candidate_key
+from idstore.events.prefilter import (
+    CANDIDATE,
+    UNDECIDED,
+    decided_by_parse,
+    key_name,
+    plain_shape_possible,
+    with_candidate_key,
+)
 from idstore.events.reader import (
     CORRUPT,
     LINE,
@@ -49,7 +57,6 @@ from idstore.validation import normalised_key
 log = logging.getLogger(__name__)
 
 REASONS = ("malformed", "missing_id")
-SOURCE_FILE = "_idstore_source_file"
 INPUT_FILE = "_idstore_input_file"
 EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
 EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
@@ -75,6 +82,28 @@ def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Colu
     return [F.sum(F.when(hit(day), 1).otherwise(0)).alias(f"{prefix}{day}") for day in days]
 
 
+def _rows_by_day(dt: str, days: Sequence[str]) -> Column:
+    """One aggregate for the rows of each day: a histogram of the day's offset from the first day.
+
+    Exact: histogram_numeric adds a row to the bin of its exact value and merges partial
+    histograms by concatenating them; it averages bins only to keep at most its bin count,
+    which 2^31 - 1 never reaches. One aggregate instead of one sum per day: each sum is a
+    compare and an add on every row (10 days cost 0.5-1 s of a 4M-line pass).
+    """
+    offset = F.datediff(F.col(dt), F.lit(days[0]))
+    return F.to_json(F.histogram_numeric(offset, F.lit(2**31 - 1)))
+
+
+def _count_by_day(histogram: Optional[str], days: Sequence[str]) -> Dict[str, int]:
+    """_rows_by_day's value as {day: rows}; days without rows are 0."""
+    counts = dict.fromkeys(days, 0)
+    first = date.fromisoformat(days[0])
+    for bin_ in json.loads(histogram or "[]"):
+        day = (first + timedelta(days=int(bin_["x"]))).isoformat()
+        counts[day] += int(bin_["y"])
+    return counts
+
+
 def _spark_path(spark: SparkSession, uri: str) -> str:
     """A path as Spark's file index names it, from input_file_name()'s URL-encoded form."""
     jvm = spark.sparkContext._jvm
@@ -96,24 +125,24 @@ def prefilters(config: Config, join: JoinChoice) -> bool:
 def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
                   files: Optional[Sequence[str]], prefilter_keys: Optional[DataFrame] = None,
                   read_obs: Optional[Observation] = None) -> DataFrame:
-    """The events of `days` with dt as a string and each event's STATUS.
+    """The events of `days`, dt as read (a date), each event's file and STATUS.
 
-    With `prefilter_keys` (a join_keys frame holding UNDECIDED), a JSON line is parsed
-    only if its plain id is in the set or the cheap test cannot read it. `read_obs`
-    counts the events read per day, on the lines before any is dropped.
+    With `prefilter_keys` (a join_keys frame), a JSON line is parsed only if its plain id is
+    in the set or the cheap test cannot read it. `read_obs` counts the JSON lines read per
+    day, before any is dropped.
     """
-    cfg, dt = config.events, config.events.date_partition
+    cfg = config.events
 
-    def counted_as_read(rows: DataFrame) -> DataFrame:
-        # counted on dt as read (a date): observed metrics would repeat a cast per day, per row
-        if read_obs is not None:
-            rows = rows.observe(read_obs, *_per_day("read_", dt, days))
-        # each row's file, taken at the scan: input_file_name() refuses a plan that joined another source
-        return rows.withColumn(dt, F.col(dt).cast("string")).withColumn(INPUT_FILE, F.input_file_name())
+    def with_file(rows: DataFrame) -> DataFrame:
+        # taken at the scan: input_file_name() refuses a plan that joined another source
+        return rows.withColumn(INPUT_FILE, F.input_file_name())
 
     if cfg.format == "parquet":
-        return read_events(spark, cfg, days, files).transform(counted_as_read).transform(with_status(id_column(cfg)))
-    lines = read_lines(spark, cfg, days, files).transform(counted_as_read)
+        return read_events(spark, cfg, days, files).transform(with_file).transform(with_status(id_column(cfg)))
+    lines = read_lines(spark, cfg, days, files)
+    if read_obs is not None:
+        lines = lines.observe(read_obs, _rows_by_day(cfg.date_partition, days).alias("read"))
+    lines = lines.transform(with_file)
     if prefilter_keys is not None:
         trim, case = config.validation.trim, config.validation.case
         lines = (
@@ -123,46 +152,59 @@ def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
 
 
+def parquet_rows_by_day(spark: SparkSession, config: Config, days: Sequence[str],
+                        files: Optional[Sequence[str]]) -> Dict[str, int]:
+    """The events of a Parquet archive per day, from the files' footers: a job that reads no column.
+
+    Counted in the filter pass instead, every row would leave the scan's column batches
+    whole before the join, where the join reads only the id of the rows it drops.
+    """
+    dt = config.events.date_partition
+    rows = read_events(spark, config.events, days, files).groupBy(dt).count().collect()
+    counted = {str(row[dt]): int(row["count"]) for row in rows}
+    return {day: counted.get(day, 0) for day in days}
+
+
 def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
                 days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
     """Read, tag, join, write: one Spark job over the events, counts observed on the way."""
     cfg, dt = config.events, config.events.date_partition
-    event_id = id_column(cfg)
     status = F.col(STATUS)
     prefilter = prefilters(config, join)
-    keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=prefilter)
+    keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=True)
     read_obs, bad_obs = Observation("idstore_read"), Observation("idstore_bad")
-    events = (
-        tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
-        # observed metrics take no non-deterministic input: name a bad row's file in a column
-        .withColumn(SOURCE_FILE, F.when(status != "ok", F.col(INPUT_FILE)))
-        # bad rows are counted by reason in the quarantine pass
-        .observe(bad_obs, F.concat_ws("\n", F.collect_set(SOURCE_FILE)).alias("bad_files"))
-    )
-    key = normalised_key(event_id, config.validation.trim, config.validation.case)
-    good = events.filter(status == "ok")
-    if prefilter:
-        # the final match is on the parsed field, whichever way the line came through the first join
-        good = good.filter(decided_by_parse(key))
-    good = good.transform(lambda df: semi_join(df, key, keys))
-    good = good.drop(STATUS, SOURCE_FILE, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
     matched_obs = Observation("idstore_matched")
+    read_per_day = parquet_rows_by_day(spark, config, days, files) if cfg.format == "parquet" else None
+    events = tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
+    key = normalised_key(id_column(cfg), config.validation.trim, config.validation.case)
+    # a bad event goes through the join on the sentinel key, so the bad files are collected
+    # after it, over the few rows it keeps, and the join drops the others by their id alone;
+    # after the pre-filter's join, a plain line is looked up only if its parsed id is its plain id
+    lookup = F.when(status != "ok", F.lit(UNDECIDED)).when(decided_by_parse(key) if prefilter else F.lit(True), key)
+    joined = semi_join(events, lookup, keys).observe(
+        bad_obs, F.concat_ws("\n", F.collect_set(F.when(status != "ok", F.col(INPUT_FILE)))).alias("bad_files"))
+    good = (
+        joined.filter(status == "ok")
+        .drop(STATUS, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
+        .withColumn(dt, F.col(dt).cast("string"))
+    )
     matched = (
         good
-        .transform(shaped_for_write(dt, config.output.files_per_day, event_id, len(days)))
+        .transform(shaped_for_write(dt, config.output.files_per_day, id_column(cfg), len(days)))
         # after the shuffle: counted in the result stage, once per partition even on retries
-        .observe(matched_obs, F.count(F.lit(1)).alias("matched"), *_per_day("matched_", dt, days))
+        .observe(matched_obs, F.count(F.lit(1)).alias("matched"), _rows_by_day(dt, days).alias("by_day"))
     )
     write_by_day(matched, config.output.path, dt)
-    seen, bad, kept = read_obs.get, bad_obs.get, matched_obs.get
-    if "bad_files" not in bad or "matched" not in kept or (days and f"read_{days[0]}" not in seen):
+    seen, bad, kept = read_obs.get if read_per_day is None else {}, bad_obs.get, matched_obs.get
+    if "bad_files" not in bad or "matched" not in kept or (read_per_day is None and "read" not in seen):
         raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
-    read_per_day = {day: seen[f"read_{day}"] or 0 for day in days}
+    if read_per_day is None:
+        read_per_day = _count_by_day(seen["read"], days)
     return PassCounts(
         read=sum(read_per_day.values()),
         matched=kept["matched"],
         read_per_day=read_per_day,
-        matched_per_day={day: kept[f"matched_{day}"] or 0 for day in days},
+        matched_per_day=_count_by_day(kept["by_day"], days),
         files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (bad["bad_files"] or "").split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
     )
@@ -191,7 +233,7 @@ def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: 
         events.filter(F.col(STATUS) != "ok")
         .select(
             F.col(STATUS).alias("reason"),
-            F.col(dt).alias("dt"),
+            F.col(dt).cast("string").alias("dt"),
             F.col(INPUT_FILE).alias("source_file"),
             raw.alias("raw"),
         )

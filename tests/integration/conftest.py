@@ -46,6 +46,21 @@ def run_job(job, conf, *args, env=None):
     return result.returncode, output, report
 
 
+def run_here(spark, job_conf, *overrides, full=False):
+    """One sync on the suite's SparkSession (PostgreSQL and moto as ever, no spark-submit); its report.
+
+    For the runs a test needs but does not test: each spark-submit costs a JVM start.
+    """
+    from idstore.config import load_config
+    from idstore.pipeline.common import RunReport, redacted_config
+    from idstore.pipeline.sync import run_sync
+
+    config = load_config(str(job_conf), list(overrides))
+    report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
+    run_sync(spark, config, report, {}, full=full)
+    return report
+
+
 def create_source_table(pg, name, rows):
     """A source table of (product_id, title, price, active) rows."""
     cur = pg.cursor()

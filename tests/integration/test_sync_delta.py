@@ -3,7 +3,6 @@ table must hold, read back with boto3: churn, attribute changes, TTL refreshes, 
 the periodic verification and --full, config changes, damaged records, kills and overlapping runs."""
 import json
 import time
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -11,12 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from idstore.config import load_config
-from idstore.pipeline.common import RunReport, redacted_config
-from idstore.pipeline.sync import run_sync
 from idstore_tools.testing.readback import scan_items
 
-from .conftest import kill_job, run_job, start_job
+from .conftest import kill_job, run_here, run_job, start_job
 
 pytestmark = pytest.mark.integration
 
@@ -48,15 +44,15 @@ def snapshot_root(job_conf):
     return Path(job_conf).parent / "data" / "snapshots"
 
 
-def test_a_sequence_of_mirror_runs_writes_only_what_changed(pg, ddb, new_table, job_conf):
+def test_a_sequence_of_mirror_runs_writes_only_what_changed(spark, pg, ddb, new_table, job_conf):
     rows = [(f"Q{i:04d}", f"title {i}", i) for i in range(400)]
     set_source(pg, "src_delta", rows)
     args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
             "--set", "source.query=select product_id, title from src_delta", "--set", "source.attribute_columns=title",
             "--set", "dynamodb.ttl_attribute=expires_at", "--set", "dynamodb.ttl_days=10"]
 
-    code, output, first = run_job("sync", job_conf, *args)
-    assert code == 0, output
+    # the first and the last run on the suite's session; the delta runs between them through spark-submit
+    first = run_here(spark, job_conf, *args[1::2]).as_dict()
     assert first["details"]["strategy"] == "full" and "no snapshot yet" in first["details"]["strategy_reason"]
     assert attributes(table_items(ddb, new_table)) == model_of(rows)
 
@@ -102,21 +98,11 @@ def test_a_sequence_of_mirror_runs_writes_only_what_changed(pg, ddb, new_table, 
     assert all(int(items[k]["expires_at"]["N"]) > soon + 9 * 86400 for k in aging)
 
     # a new attribute column shapes every item anew: the next run is a full one
-    code, output, fourth = run_job("sync", job_conf, *args[:4], "--set",
-                                   "source.query=select product_id, title, price from src_delta",
-                                   "--set", 'source.attribute_columns=["title", "price"]', *args[8:])
-    assert code == 0, output
+    fourth = run_here(spark, job_conf, *args[1:4:2], "source.query=select product_id, title, price from src_delta",
+                      'source.attribute_columns=["title", "price"]', *args[9::2]).as_dict()
     assert fourth["details"]["strategy"] == "full" and "attribute_columns" in fourth["details"]["strategy_reason"]
     assert fourth["counts"]["written"] == len(rows)
     assert attributes(table_items(ddb, new_table), ("title", "price")) == model_of(rows, ("title", "price"))
-
-
-def run_here(spark, job_conf, *overrides, full=False):
-    """One sync on the suite's SparkSession (PostgreSQL and moto as ever, no spark-submit); its report."""
-    config = load_config(str(job_conf), list(overrides))
-    report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
-    run_sync(spark, config, report, {}, full=full)
-    return report
 
 
 def test_drift_is_repaired_by_the_periodic_verification_and_by_full(spark, pg, ddb, new_table, job_conf):
@@ -180,14 +166,14 @@ def test_a_damaged_or_missing_record_makes_a_full_run_never_a_wrong_delta(spark,
     assert set(table_items(ddb, new_table)) == {row[0] for row in rows} | {f"W{i:04d}" for i in range(10)}
 
 
-def test_a_delta_run_killed_mid_write_converges_when_run_again(pg, ddb, new_table, job_conf, tmp_path):
+def test_a_delta_run_killed_mid_write_converges_when_run_again(spark, pg, ddb, new_table, job_conf, tmp_path):
     rows = [(f"K{i:05d}", "old", i) for i in range(100)]
     set_source(pg, "src_delta_kill", rows)
     args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
             "--set", "source.query=select product_id, title from src_delta_kill",
             "--set", "source.attribute_columns=title", "--set", "dynamodb.lock_lease_s=4",
             "--set", "dynamodb.max_delete_fraction=0.5"]
-    assert run_job("sync", job_conf, *args)[0] == 0
+    run_here(spark, job_conf, *args[1::2])  # the record the killed delta run starts from
     rows = [(f"K{i:05d}", "new", i) for i in range(20, 2500)]  # 20 leave, 80 change, 2,400 arrive
     set_source(pg, "src_delta_kill", rows)
     before = json.loads((snapshot_root(job_conf) / "_LATEST.json").read_text())["run_id"]

@@ -16,7 +16,7 @@ import pytest
 from idstore_tools.local_submit import spark_submit_command
 from idstore_tools.testing.emulator import DynamoDBEmulator
 
-from .conftest import MOTO_ENV, create_source_table, run_job
+from .conftest import MOTO_ENV, create_source_table, run_here, run_job
 
 pytestmark = pytest.mark.integration
 
@@ -79,13 +79,14 @@ FAULTS = {
 
 
 @pytest.mark.parametrize("fault", sorted(FAULTS))
-def test_no_loss_under_fault(fault, emulator, emu_table, fault_source, job_conf):
+def test_no_loss_under_fault(fault, spark, emulator, emu_table, fault_source, job_conf):
+    # on the suite's session: the writer's tasks meet the faults as they would under spark-submit,
+    # which the slow-endpoint and deadline tests below go through
     emulator.set_faults(**FAULTS[fault])
-    code, output, report = run_job("sync", job_conf, *_args(emulator, emu_table, fault_source))
-    assert code == 0, output
+    report = run_here(spark, job_conf, *_args(emulator, emu_table, fault_source)[1::2])
     assert _stored(emulator, emu_table) == set(SOURCE_IDS)
-    assert report["counts"]["written"] == len(SOURCE_IDS)
-    writer = report["details"]["writer"]
+    assert report.counts["written"] == len(SOURCE_IDS)
+    writer = report.details["writer"]
     retried = sum(writer[k] for k in ("unprocessed_resent", "retries_throttle", "retries_5xx", "retries_connection"))
     assert retried > 0, "the fault never fired: this test would prove nothing"
 

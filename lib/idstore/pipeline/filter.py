@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 REASONS = ("malformed", "missing_id")
 INPUT_FILE = "_idstore_input_file"
+SOURCE_FILE = "_idstore_bad_row_file"
 EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
 EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
 
@@ -83,7 +84,7 @@ def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Colu
     return [F.sum(F.when(hit(day), 1).otherwise(0)).alias(f"{prefix}{day}") for day in days]
 
 
-def _rows_by_day(dt: str, days: Sequence[str]) -> Column:
+def _rows_by_day(dt: str, days: Sequence[str], only: Optional[Column] = None) -> Column:
     """One aggregate for the rows of each day: a histogram of the day's offset from the first day.
 
     Exact: histogram_numeric adds a row to the bin of its exact value and merges partial
@@ -92,6 +93,8 @@ def _rows_by_day(dt: str, days: Sequence[str]) -> Column:
     compare and an add on every row (10 days cost 0.5-1 s of a 4M-line pass).
     """
     offset = F.datediff(F.col(dt), F.lit(days[0]))
+    if only is not None:
+        offset = F.when(only, offset)  # the other rows are null, which the histogram skips
     return F.to_json(F.histogram_numeric(offset, F.lit(2**31 - 1)))
 
 
@@ -177,39 +180,43 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     status = F.col(STATUS)
     prefilter = prefilters(config, join)
     keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=True)
-    read_obs, bad_obs = Observation("idstore_read"), Observation("idstore_bad")
-    matched_obs = Observation("idstore_matched")
+    read_obs, observed = Observation("idstore_read"), Observation("idstore_kept")
     read_per_day = parquet_rows_by_day(spark, config, days, files) if cfg.format == "parquet" else None
     events = tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
     key = normalised_key(id_column(cfg), config.validation.trim, config.validation.case)
-    # a bad event goes through the join on the sentinel key, so the bad files are collected
-    # after it, over the few rows it keeps, and the join drops the others by their id alone;
-    # after the pre-filter's join, a plain line is looked up only if its parsed id is its plain id
+    # a bad event goes through the join on the sentinel key and on to the write's shuffle, so
+    # one observation after it, over the few rows the join keeps, collects the bad files and
+    # counts the kept events; after the pre-filter's join, a plain line is looked up only if
+    # its parsed id is its plain id
     lookup = F.when(status != "ok", F.lit(UNDECIDED)).when(decided_by_parse(key) if prefilter else F.lit(True), key)
-    joined = semi_join(events, lookup, keys).observe(
-        bad_obs, F.concat_ws("\n", F.collect_set(F.when(status != "ok", F.col(INPUT_FILE)))).alias("bad_files"))
-    good = (
-        joined.filter(status == "ok")
+    bad_file, ok = F.col(SOURCE_FILE), F.col(SOURCE_FILE).isNull()
+    joined = (
+        semi_join(events, lookup, keys)
+        .withColumn(SOURCE_FILE, F.when(status != "ok", F.col(INPUT_FILE)))  # null: ok, as the shuffle carries it
         .drop(STATUS, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
     )
     matched = (
-        good
+        joined
         .transform(shaped_for_write(dt, config.output.files_per_day, id_column(cfg), len(days)))
         # after the shuffle: counted in the result stage, once per partition even on retries
-        .observe(matched_obs, F.count(F.lit(1)).alias("matched"), _rows_by_day(dt, days).alias("by_day"))
+        .observe(observed, F.concat_ws("\n", F.collect_set(bad_file)).alias("bad_files"),
+                 _rows_by_day(dt, days, ok).alias("by_day"))
+        .filter(ok)
+        .drop(SOURCE_FILE)
     )
     write_by_day(matched, config.output.path, dt)
-    seen, bad, kept = read_obs.get if read_per_day is None else {}, bad_obs.get, matched_obs.get
-    if "bad_files" not in bad or "matched" not in kept or (read_per_day is None and "read" not in seen):
+    seen, kept = read_obs.get if read_per_day is None else {}, observed.get
+    if "bad_files" not in kept or (read_per_day is None and "read" not in seen):
         raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
     if read_per_day is None:
         read_per_day = _count_by_day(seen["read"], days)
+    matched_per_day = _count_by_day(kept["by_day"], days)
     return PassCounts(
         read=sum(read_per_day.values()),
-        matched=kept["matched"],
+        matched=sum(matched_per_day.values()),
         read_per_day=read_per_day,
-        matched_per_day=_count_by_day(kept["by_day"], days),
-        files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (bad["bad_files"] or "").split("\n") if uri),
+        matched_per_day=matched_per_day,
+        files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (kept["bad_files"] or "").split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
     )
 

@@ -77,13 +77,6 @@ class PassCounts:
     prefilter_keys: Optional[DataFrame] = None
 
 
-def _per_day(prefix: str, dt: str, days: Sequence[str], condition: Optional[Column] = None) -> List[Column]:
-    def hit(day: str) -> Column:
-        return F.col(dt) == day if condition is None else (F.col(dt) == day) & condition
-
-    return [F.sum(F.when(hit(day), 1).otherwise(0)).alias(f"{prefix}{day}") for day in days]
-
-
 def _rows_by_day(dt: str, days: Sequence[str], only: Optional[Column] = None) -> Column:
     """One aggregate for the rows of each day: a histogram of the day's offset from the first day.
 
@@ -236,10 +229,7 @@ def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: 
     if CORRUPT in events.columns:
         raw = F.coalesce(F.col(CORRUPT), raw)
     obs = Observation("idstore_quarantine")
-    counts = [
-        metric for reason in REASONS
-        for metric in _per_day(f"{reason}|", "dt", days, F.col("reason") == reason)
-    ]
+    counts = [_rows_by_day("dt", days, F.col("reason") == reason).alias(reason) for reason in REASONS]
     (
         events.filter(F.col(STATUS) != "ok")
         .select(
@@ -253,8 +243,8 @@ def quarantine(spark: SparkSession, config: Config, days: Sequence[str], files: 
         .json(target)
     )
     seen = obs.get
-    per_day = {day: {reason: seen[f"{reason}|{day}"] or 0 for reason in REASONS} for day in days}
-    return target, per_day
+    by_reason = {reason: _count_by_day(seen[reason], days) for reason in REASONS}
+    return target, {day: {reason: by_reason[reason][day] for reason in REASONS} for day in days}
 
 
 def _name_files(problems: Mapping[str, str], limit: int = 5) -> str:

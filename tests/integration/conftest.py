@@ -46,16 +46,23 @@ def run_job(job, conf, *args, env=None):
     return result.returncode, output, report
 
 
-def run_here(spark, job_conf, *overrides, full=False):
+def with_set(*settings):
+    """`key=value` settings as the command line takes them: --set key=value ..."""
+    return [part for setting in settings for part in ("--set", setting)]
+
+
+def run_here(spark, job_conf, *args, full=False):
     """One sync on the suite's SparkSession (PostgreSQL and moto as ever, no spark-submit); its report.
 
-    For the runs a test needs but does not test: each spark-submit costs a JVM start.
+    `args` are `--set key=value` pairs, as run_job takes them. For the runs a test needs but
+    does not test: each spark-submit costs a JVM start.
     """
     from idstore.config import load_config
     from idstore.pipeline.common import RunReport, redacted_config
     from idstore.pipeline.sync import run_sync
 
-    config = load_config(str(job_conf), list(overrides))
+    assert set(args[0::2]) <= {"--set"}, args
+    config = load_config(str(job_conf), list(args[1::2]))
     report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
     run_sync(spark, config, report, {}, full=full)
     return report

@@ -12,7 +12,7 @@ import pytest
 
 from idstore_tools.testing.readback import scan_items
 
-from .conftest import kill_job, run_here, run_job, start_job
+from .conftest import kill_job, run_here, run_job, start_job, with_set
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ def test_a_sequence_of_mirror_runs_writes_only_what_changed(spark, pg, ddb, new_
             "--set", "dynamodb.ttl_attribute=expires_at", "--set", "dynamodb.ttl_days=10"]
 
     # the first and the last run on the suite's session; the delta runs between them through spark-submit
-    first = run_here(spark, job_conf, *args[1::2]).as_dict()
+    first = run_here(spark, job_conf, *args).as_dict()
     assert first["details"]["strategy"] == "full" and "no snapshot yet" in first["details"]["strategy_reason"]
     assert attributes(table_items(ddb, new_table)) == model_of(rows)
 
@@ -98,8 +98,8 @@ def test_a_sequence_of_mirror_runs_writes_only_what_changed(spark, pg, ddb, new_
     assert all(int(items[k]["expires_at"]["N"]) > soon + 9 * 86400 for k in aging)
 
     # a new attribute column shapes every item anew: the next run is a full one
-    fourth = run_here(spark, job_conf, *args[1:4:2], "source.query=select product_id, title, price from src_delta",
-                      'source.attribute_columns=["title", "price"]', *args[9::2]).as_dict()
+    fourth = run_here(spark, job_conf, *args[:4], "--set", "source.query=select product_id, title, price from src_delta",
+                      "--set", 'source.attribute_columns=["title", "price"]', *args[8:]).as_dict()
     assert fourth["details"]["strategy"] == "full" and "attribute_columns" in fourth["details"]["strategy_reason"]
     assert fourth["counts"]["written"] == len(rows)
     assert attributes(table_items(ddb, new_table), ("title", "price")) == model_of(rows, ("title", "price"))
@@ -108,9 +108,9 @@ def test_a_sequence_of_mirror_runs_writes_only_what_changed(spark, pg, ddb, new_
 def test_drift_is_repaired_by_the_periodic_verification_and_by_full(spark, pg, ddb, new_table, job_conf):
     rows = [(f"V{i:04d}", f"t{i}", i) for i in range(150)]
     set_source(pg, "src_drift", rows)
-    args = [f"dynamodb.table={new_table}", "dynamodb.mode=mirror", "source.attribute_columns=title",
-            "source.query=select product_id, title from src_drift",
-            "dynamodb.verify_every_runs=2"]  # a full run, a delta run, a full run, ...
+    args = with_set(f"dynamodb.table={new_table}", "dynamodb.mode=mirror", "source.attribute_columns=title",
+                    "source.query=select product_id, title from src_drift",
+                    "dynamodb.verify_every_runs=2")  # a full run, a delta run, a full run, ...
     assert run_here(spark, job_conf, *args).details["strategy"] == "full"
 
     def drift():  # behind idstore's back: 3 keys deleted, 4 foreign keys added
@@ -139,8 +139,8 @@ def test_drift_is_repaired_by_the_periodic_verification_and_by_full(spark, pg, d
 def test_a_damaged_or_missing_record_makes_a_full_run_never_a_wrong_delta(spark, pg, ddb, new_table, job_conf):
     rows = [(f"W{i:04d}", f"t{i}", i) for i in range(120)]
     set_source(pg, "src_damaged", rows)
-    args = [f"dynamodb.table={new_table}", "dynamodb.mode=upsert", "source.attribute_columns=title",
-            "source.query=select product_id, title from src_damaged", "source.partitions=2"]
+    args = with_set(f"dynamodb.table={new_table}", "dynamodb.mode=upsert", "source.attribute_columns=title",
+                    "source.query=select product_id, title from src_damaged", "source.partitions=2")
     run_here(spark, job_conf, *args)
     pointer_path = snapshot_root(job_conf) / "_LATEST.json"
     pointer = json.loads(pointer_path.read_text())
@@ -173,7 +173,7 @@ def test_a_delta_run_killed_mid_write_converges_when_run_again(spark, pg, ddb, n
             "--set", "source.query=select product_id, title from src_delta_kill",
             "--set", "source.attribute_columns=title", "--set", "dynamodb.lock_lease_s=4",
             "--set", "dynamodb.max_delete_fraction=0.5"]
-    run_here(spark, job_conf, *args[1::2])  # the record the killed delta run starts from
+    run_here(spark, job_conf, *args)  # the record the killed delta run starts from
     rows = [(f"K{i:05d}", "new", i) for i in range(20, 2500)]  # 20 leave, 80 change, 2,400 arrive
     set_source(pg, "src_delta_kill", rows)
     before = json.loads((snapshot_root(job_conf) / "_LATEST.json").read_text())["run_id"]

@@ -83,7 +83,7 @@ def test_no_loss_under_fault(fault, spark, emulator, emu_table, fault_source, jo
     # on the suite's session: the writer's tasks meet the faults as they would under spark-submit,
     # which the slow-endpoint and deadline tests below go through
     emulator.set_faults(**FAULTS[fault])
-    report = run_here(spark, job_conf, *_args(emulator, emu_table, fault_source)[1::2])
+    report = run_here(spark, job_conf, *_args(emulator, emu_table, fault_source))
     assert _stored(emulator, emu_table) == set(SOURCE_IDS)
     assert report.counts["written"] == len(SOURCE_IDS)
     writer = report.details["writer"]

@@ -198,7 +198,8 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         .drop(SOURCE_FILE)
     )
     write_by_day(matched, config.output.path, dt)
-    seen, kept = read_obs.get if read_per_day is None else {}, observed.get
+    kept = observed.get
+    seen = read_obs.get if read_per_day is None else {}  # read_obs observed nothing on Parquet
     if "bad_files" not in kept or (read_per_day is None and "read" not in seen):
         raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
     if read_per_day is None:

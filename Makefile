@@ -7,6 +7,8 @@ STAMP := $(VENV)/.installed
 # pinned JVM artifacts (jvm/pom.xml, checked against jvm/jars.sha256), never committed
 JARS_STAMP := .jars/.verified
 JDBC_JAR := /usr/share/java/postgresql.jar
+# idstore's own jar (jvm/src), built into the package so the wheel carries it; never committed
+JVM_JAR := lib/idstore/jars/idstore-jvm.jar
 # Spark's Python workers and driver run the venv's interpreter
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
@@ -37,7 +39,10 @@ jars: ## fetch the pinned jars into .jars/ (hadoop-aws 3.3.4, aws-java-sdk-bundl
 	@bash scripts/fetch-jars.sh
 	@touch $(JARS_STAMP)
 
-setup: $(STAMP) $(JARS_STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars
+$(JVM_JAR): $(STAMP) scripts/build-jvm.sh $(shell find jvm/src -name '*.java')
+	@bash scripts/build-jvm.sh $(PY)
+
+setup: $(STAMP) $(JARS_STAMP) $(JVM_JAR) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars; build idstore's jar
 
 test: setup ## the whole suite: unit, integration (spark-submit, PostgreSQL, moto) and fault tests
 	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --dist worksteal --durations=15
@@ -66,4 +71,4 @@ package: setup ## build dist/: idstore wheel (no tooling), uv-resolved cluster w
 	$(PY) -m idstore_tools.deploy.package --out dist $(PACKAGE_ARGS)
 
 clean: ## remove build output and local state
-	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse .jars .jars.staging
+	rm -rf build dist *.egg-info .idstore bench-results spark-warehouse .jars .jars.staging $(JVM_JAR)

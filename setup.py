@@ -12,8 +12,9 @@ setup(
     description="PySpark jobs for EMR: sync a Redshift id set into DynamoDB, filter S3 events by it",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
-    # the defaults travel with the package to the cluster (a link to conf/base.toml here)
-    package_data={"idstore": ["base.toml"]},
+    # the defaults travel with the package to the cluster (a link to conf/base.toml here), and
+    # idstore's jar (built from jvm/src by make setup: scripts/build-jvm.sh)
+    package_data={"idstore": ["base.toml", "jars/*.jar"]},
     python_requires=">=3.9",
     install_requires=[
         "boto3>=1.34",

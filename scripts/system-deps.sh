@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# OS packages idstore's local runs need: Java 17 for Spark, PostgreSQL 15 (the Redshift
+# OS packages idstore's local runs need: Java 17 for Spark (the JDK: javac builds idstore's jar), PostgreSQL 15 (the Redshift
 # stand-in), Debian's PostgreSQL JDBC driver jar and Maven (scripts/fetch-jars.sh fetches the
 # pinned hadoop-aws, AWS SDK bundle and Redshift driver jars with it). Installs only what is missing.
 set -euo pipefail
 
 missing=()
-command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)

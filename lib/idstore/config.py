@@ -100,6 +100,7 @@ class EventsConfig:
     skip_corrupt_files: bool
     broadcast_max_bytes: int  # estimated broadcast hash-table bytes; above it, a shuffle join
     validate: str  # kept | all: which JSON lines are fully parsed, so checked and counted when bad
+    candidate_test: str  # jvm | builtin: how validate = kept reads the plain id off a raw line
 
 
 @dataclass(frozen=True)
@@ -195,6 +196,7 @@ _CHOICES = {
     ("dynamodb", "strategy"): ("delta", "full"),
     ("events", "format"): ("json", "parquet"),
     ("events", "validate"): ("kept", "all"),
+    ("events", "candidate_test"): ("jvm", "builtin"),
     ("deploy", "table_billing_mode"): ("", "PAY_PER_REQUEST", "PROVISIONED"),
     ("emr", "python"): ("python3", "python3.9", "python3.11"),
     ("emr", "action_on_failure"): ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"),

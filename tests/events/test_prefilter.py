@@ -3,7 +3,10 @@ reads nothing. Checked on thousands of generated lines built from awkward fragme
 import json
 import random
 
+import pytest
+
 from idstore.events.prefilter import CANDIDATE, UNDECIDED, key_name, plain_shape_possible, with_candidate_key
+from idstore.jvm import plain_value_function
 
 KEY = "productId"
 # fragments a line is built from: every trap the test must not fall into
@@ -44,11 +47,17 @@ def _parsed_id(line: str):
     return value if isinstance(value, str) else None
 
 
-def test_a_read_candidate_is_always_the_parsed_id_and_plain_lines_are_read(spark):
+@pytest.fixture(scope="module")
+def jvm_function(spark):
+    assert plain_value_function(spark), "idstore's jar is missing: make setup builds it"
+
+
+@pytest.mark.parametrize("jvm", [True, False], ids=["jvm", "builtin"])
+def test_a_read_candidate_is_always_the_parsed_id_and_plain_lines_are_read(spark, jvm_function, jvm):
     rng = random.Random(13)
     lines = sorted({_line(rng) for _ in range(6000)})
     frame = spark.createDataFrame([(line,) for line in lines], "value string")
-    got = dict(frame.transform(with_candidate_key("value", KEY)).select("value", CANDIDATE).collect())
+    got = dict(frame.transform(with_candidate_key("value", KEY, jvm=jvm)).select("value", CANDIDATE).collect())
 
     read = {line: value for line, value in got.items() if value != UNDECIDED}
     assert len(read) > 200 and len(got) - len(read) > 200  # both paths are exercised
@@ -69,7 +78,18 @@ def test_the_candidate_is_normalised_like_the_set():
     assert not plain_shape_possible('a"b') and not plain_shape_possible("a:b") and not plain_shape_possible("")
 
 
-def test_trim_and_case_apply_to_the_plain_id(spark):
-    frame = spark.createDataFrame([('{"detail":{"productId":" b0abc "}}',)], "value string")
-    row = frame.transform(with_candidate_key("value", KEY, trim=True, case="upper")).first()
-    assert row[CANDIDATE] == "B0ABC"
+@pytest.mark.parametrize("jvm", [True, False], ids=["jvm", "builtin"])
+def test_trim_and_case_apply_to_the_plain_id(spark, jvm_function, jvm):
+    frame = spark.createDataFrame([('{"detail":{"productId":" b0abc "}}',), ('{"detail":{"productId":"  "}}',),
+                                   (None,)], "value string")
+    got = [row[CANDIDATE] for row in frame.transform(with_candidate_key("value", KEY, True, "upper", jvm)).collect()]
+    assert got == ["B0ABC", UNDECIDED, UNDECIDED]  # a blank or missing line is never read
+
+
+def test_the_jvm_function_and_the_built_in_test_agree_line_by_line(spark, jvm_function):
+    rng = random.Random(29)
+    lines = sorted({_line(rng) for _ in range(6000)})
+    frame = spark.createDataFrame([(line,) for line in lines], "value string")
+    jvm, builtin = ({row["value"]: row[CANDIDATE] for row in frame.transform(with_candidate_key("value", KEY, jvm=on))
+                     .select("value", CANDIDATE).collect()} for on in (True, False))
+    assert jvm == builtin

@@ -153,6 +153,9 @@ def test_sync_and_filter_run_on_python_39_driver_and_executors(stack, pg, instal
     got = sorted(i for f in sorted((data / "filtered").rglob("*.parquet"))
                  for i in pq.read_table(str(f), columns=["id"]).column("id").to_pylist())
     assert got == expected
+    # the pre-filter read plain ids with idstore's jar, which came with the installed wheel
+    (filter_report,) = (data / "reports" / "filter").glob("run_id=*.json")
+    assert json.loads(filter_report.read_text())["details"]["candidate_test"] == "jvm"
 
     # who ran: the 3.9 venv's interpreter as each job's driver and as Spark's Python daemon
     # (which forks the workers), and no other Python from that venv or elsewhere reported in

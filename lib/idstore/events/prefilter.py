@@ -1,8 +1,9 @@
 """A cheap, exact candidate test on raw JSON lines, so only candidates pay for the full parse.
 
 Most events are dropped, and parsing every field of every line is most of a JSON run's cost.
-`with_candidate_key` reads the id off the raw text with byte-level string built-ins (no
-regex, no Python) when the line has the one plain shape it can read with certainty, and
+`with_candidate_key` reads the id off the raw text (with idstore's JVM function, or the same
+test in byte-level string built-ins; no regex, no Python) when the line has the one plain
+shape it can read with certainty, and
 gives every other line the key UNDECIDED, which the id set is joined with too: so a line
 is dropped unparsed only when its plainly written id is not in the set.
 
@@ -24,9 +25,12 @@ decision is still the parsed field's: candidates and undecided lines are parsed,
 candidate is kept when its parsed id is the one it was looked up with, an undecided line
 when its parsed id is in the set (a second join, over the few lines the first one kept).
 """
+from typing import Tuple
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from idstore.jvm import PLAIN_VALUE
 from idstore.validation import normalised_key
 
 CANDIDATE = "_idstore_candidate"
@@ -48,41 +52,46 @@ def plain_shape_possible(key: str) -> bool:
     return bool(key) and not any(c in key for c in '"\\:') and key.strip() == key
 
 
-def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep"):
+def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep", jvm: bool = False):
     """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
 
-    Built from byte-level built-ins: a regex would decode every line to UTF-16 first, and
-    instr/locate count characters. The one search that compares at every byte
-    (substring_index) runs once, from the end, to the last `"K":"`; the text before it is
-    cut by bytes (a binary substring), and the checks on both sides are `contains`, which
-    skips to the next first byte. "K occurs once" is: no K before the last `"K":"` and
-    none after it (K holds no quote, so no other K can overlap that `"K":"`).
+    `jvm`: read it with idstore's JVM function (idstore.jvm.PLAIN_VALUE, registered by the
+    caller): one pass of String.indexOf. Else with byte-level built-ins, the same test: a
+    regex would decode every line to UTF-16 first, and instr/locate count characters. The one
+    search that compares at every byte (substring_index) runs once, from the end, to the last
+    `"K":"`; the text before it is cut by bytes (a binary substring), and the checks on both
+    sides are `contains`, which skips to the next first byte. "K occurs once" is: no K before
+    the last `"K":"` and none after it (K holds no quote, so no other K can overlap it).
     """
-    quoted = f'"{key}":"'
-    text = F.col(line)
-
     def transform(df: DataFrame) -> DataFrame:
-        after, head, value = F.col(_AFTER), F.col(_HEAD), F.col(_VALUE)
-        # the text after the LAST `"K":"`; the line itself when there is none
-        staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
-        head_bytes = F.octet_length(text) - F.octet_length(after) - len(quoted.encode("utf-8"))
-        staged = staged.withColumn(_HEAD, text.cast("binary").substr(F.lit(1), head_bytes).cast("string"))
-        staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
-        sure = (
-            (F.octet_length(after) < F.octet_length(text))  # a `"K":"` exists ...
-            & ~head.contains(key) & ~after.contains(key)  # ... and its K is the only K
-            & ~head.contains("\\u") & ~after.contains("\\u")
-            & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
-            & ~value.contains("\\")
-            & (F.trim(value) != "")
-        )
-        candidate = F.when(sure, normalised_key(value, trim, case)).otherwise(F.lit(UNDECIDED))
+        staged, value = (df, F.call_udf(PLAIN_VALUE, F.col(line), F.lit(key))) if jvm else _plain_value(df, line, key)
+        candidate = F.when(value.isNotNull(), normalised_key(value, trim, case)).otherwise(F.lit(UNDECIDED))
         # a non-deterministic identity: the join's inferred not-null filter stays above this
         # projection instead of being pushed below it with the whole test inlined (run twice)
         candidate = F.when(F.spark_partition_id() >= 0, candidate)
         return staged.withColumn(CANDIDATE, candidate).drop(_AFTER, _HEAD, _VALUE)
 
     return transform
+
+
+def _plain_value(df: DataFrame, line: str, key: str) -> Tuple[DataFrame, Column]:
+    """The built-in test: `df` with its staging columns, and the plain value or null."""
+    quoted = f'"{key}":"'
+    text, after, head, value = F.col(line), F.col(_AFTER), F.col(_HEAD), F.col(_VALUE)
+    # the text after the LAST `"K":"`; the line itself when there is none
+    staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
+    head_bytes = F.octet_length(text) - F.octet_length(after) - len(quoted.encode("utf-8"))
+    staged = staged.withColumn(_HEAD, text.cast("binary").substr(F.lit(1), head_bytes).cast("string"))
+    staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
+    sure = (
+        (F.octet_length(after) < F.octet_length(text))  # a `"K":"` exists ...
+        & ~head.contains(key) & ~after.contains(key)  # ... and its K is the only K
+        & ~head.contains("\\u") & ~after.contains("\\u")
+        & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
+        & ~value.contains("\\")
+        & (F.trim(value) != "")
+    )
+    return staged, F.when(sure, value)
 
 
 def decided_by_parse(parsed_key: Column) -> Column:

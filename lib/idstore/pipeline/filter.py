@@ -52,6 +52,7 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.idset import load_ids
+from idstore.jvm import plain_value_function
 from idstore.pipeline.common import RunFailed
 from idstore.validation import normalised_key
 
@@ -119,6 +120,11 @@ def prefilters(config: Config, join: JoinChoice) -> bool:
             and plain_shape_possible(key_name(cfg.id_field)))
 
 
+def candidate_test(spark: SparkSession, config: Config) -> str:
+    """How the pre-filter reads plain ids: "jvm" (idstore's jar) as configured, else "builtin"."""
+    return "jvm" if config.events.candidate_test == "jvm" and plain_value_function(spark) else "builtin"
+
+
 def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
                   files: Optional[Sequence[str]], prefilter_keys: Optional[DataFrame] = None,
                   read_obs: Optional[Observation] = None) -> DataFrame:
@@ -147,7 +153,8 @@ def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
     if prefilter_keys is not None:
         trim, case = config.validation.trim, config.validation.case
         lines = (
-            lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), trim, case))
+            lines.transform(with_candidate_key(LINE, key_name(cfg.id_field), trim, case,
+                                               jvm=candidate_test(spark, config) == "jvm"))
             .transform(lambda df: semi_join(df, F.col(CANDIDATE), prefilter_keys))
         )
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
@@ -344,6 +351,8 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     log.info(join.why)
     report.counts["ids"] = id_count
     report.details["join"] = join.why
+    if prefilters(config, join):
+        report.details["candidate_test"] = candidate_test(spark, config)
     if dry_run:
         id_set.ids.unpersist()
         plan = plan_filter(spark, config, days, ids_from, id_count, join)

@@ -37,7 +37,8 @@ log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[3]
 # Amazon Linux 2023 (EMR 7, EMR Serverless 7) has glibc 2.34: any manylinux wheel up to 2_34 runs there.
 GLIBC_MINOR = 34
-REQUIRED_IN_WHEEL = ("idstore/__init__.py", "idstore/base.toml", "idstore/config.py")
+# the jar is built by make setup (scripts/build-jvm.sh); without it the filter runs its slower built-in test
+REQUIRED_IN_WHEEL = ("idstore/__init__.py", "idstore/base.toml", "idstore/config.py", "idstore/jars/idstore-jvm.jar")
 # what the cluster wheel and wheelhouse must never hold: the tooling, its own distribution
 TOOLS_PACKAGE = "idstore_tools"
 TOOLS_DISTRIBUTION = "idstore-tools"
@@ -184,7 +185,7 @@ def build_wheel(source: Path, dest: Path) -> Path:
         names = archive.namelist()
     missing = [name for name in REQUIRED_IN_WHEEL if name not in names]
     if missing:
-        raise PackageError(f"{target.name} lacks {', '.join(missing)}")
+        raise PackageError(f"{target.name} lacks {', '.join(missing)} (make setup builds idstore's jar)")
     version = wheel_version(target)
     stray = sorted({n.split("/", 1)[0] for n in names} - {"idstore", f"idstore-{version}.dist-info"})
     if stray:

@@ -11,7 +11,8 @@ command -v javac >/dev/null || { echo "build-jvm: javac not found (make system-d
 spark_jars=$("$PY" -c 'import os, pyspark; print(os.path.join(os.path.dirname(pyspark.__file__), "jars"))')
 classes=$(mktemp -d)
 trap 'rm -rf "$classes"' EXIT
-javac -nowarn -Xlint:-options --release 8 -cp "$spark_jars/*" -d "$classes" $(find jvm/src -name '*.java' | sort)
+mapfile -t sources < <(find jvm/src -name '*.java' | sort)
+javac -nowarn -Xlint:-options --release 8 -cp "$spark_jars/*" -d "$classes" "${sources[@]}"
 mkdir -p "$(dirname "$OUT")"
 jar --create --file "$OUT.tmp" -C "$classes" .
 mv "$OUT.tmp" "$OUT"

@@ -5,12 +5,9 @@ the wheel the bootstrap action installs carries it to every node. A run adds it 
 (ADD JAR: the driver loads it, the executors fetch it from the driver) and registers its
 functions; nothing has to be on a class path when the JVM starts, locally or on EMR.
 """
-import logging
 from pathlib import Path
 
 from pyspark.sql import SparkSession
-
-log = logging.getLogger(__name__)
 
 JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 # idstore_plain_value(line, key): the plainly written id of a raw JSON line, or null
@@ -19,12 +16,10 @@ _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 
 
 def plain_value_function(spark: SparkSession) -> bool:
-    """Register PLAIN_VALUE in `spark` (once); False, with a warning, when the jar is missing."""
+    """Register PLAIN_VALUE in `spark` (once); False when the jar is missing."""
     if spark.catalog.functionExists(PLAIN_VALUE):
         return True
     if not JAR.is_file():
-        log.warning("%s is missing (make setup builds it): the filter uses its built-in candidate test, "
-                    "which gives the same answers more slowly", JAR)
         return False
     spark.sql(f"ADD JAR '{JAR}'")
     # loaded through the session's jar class loader, which ADD JAR extends: the thread's

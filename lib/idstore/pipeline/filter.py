@@ -52,7 +52,7 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.idset import load_ids
-from idstore.jvm import plain_value_function
+from idstore.jvm import JAR, plain_value_function
 from idstore.pipeline.common import RunFailed
 from idstore.validation import normalised_key
 
@@ -353,6 +353,9 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     report.details["join"] = join.why
     if prefilters(config, join):
         report.details["candidate_test"] = candidate_test(spark, config)
+        if report.details["candidate_test"] != events_cfg.candidate_test:
+            log.warning("%s is missing (make setup builds it): the pre-filter uses its built-in candidate test, "
+                        "which gives the same answers more slowly", JAR)
     if dry_run:
         id_set.ids.unpersist()
         plan = plan_filter(spark, config, days, ids_from, id_count, join)

@@ -1,9 +1,12 @@
-"""The one place a SparkSession is built, from explicit settings."""
-from typing import Mapping, Optional
+"""The one place a SparkSession is built, from explicit settings; Spark work in a background thread."""
+from typing import Any, Callable, Dict, Generic, Mapping, Optional, TypeVar
 
+from pyspark import InheritableThread
 from pyspark.sql import SparkSession
 
 from idstore.secrets import with_redaction_kept
+
+T = TypeVar("T")
 
 # Defaults every idstore job relies on; config [spark] settings win over them.
 JOB_DEFAULTS = {
@@ -22,3 +25,28 @@ def build_session(app_name: str, conf: Mapping[str, str], master: Optional[str] 
     for key, value in with_redaction_kept({**JOB_DEFAULTS, **conf}).items():
         builder = builder.config(key, value)
     return builder.getOrCreate()
+
+
+class InBackground(Generic[T]):
+    """`work` run in a thread that keeps the starting thread's Spark job group and local properties."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
+        self._outcome: Dict[str, Any] = {}
+        self._thread = InheritableThread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        try:
+            self._outcome["value"] = work()
+        except BaseException as exc:  # noqa: BLE001 - handed to result(), which re-raises it
+            self._outcome["error"] = exc
+
+    def wait(self) -> None:
+        self._thread.join()
+
+    def result(self) -> T:
+        """What `work` returned, once it has; re-raises what it raised."""
+        self.wait()
+        if "error" in self._outcome:
+            raise self._outcome["error"]
+        return self._outcome["value"]

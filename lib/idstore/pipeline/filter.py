@@ -54,6 +54,7 @@ from idstore.events.reader import (
 from idstore.idset import load_ids
 from idstore.jvm import JAR, plain_value_function
 from idstore.pipeline.common import RunFailed
+from idstore.spark import InBackground
 from idstore.validation import normalised_key
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,8 @@ INPUT_FILE = "_idstore_input_file"
 SOURCE_FILE = "_idstore_bad_row_file"
 EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
 EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+MIN_SCAN_TASKS_KEY = "spark.sql.files.minPartitionNum"
+SCAN_TASKS_PER_CORE = 2
 
 
 @dataclass
@@ -181,7 +184,9 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
     prefilter = prefilters(config, join)
     keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=True)
     read_obs, observed = Observation("idstore_read"), Observation("idstore_kept")
-    read_per_day = parquet_rows_by_day(spark, config, days, files) if cfg.format == "parquet" else None
+    footers = None
+    if cfg.format == "parquet":  # beside the pass, which leaves the cores idle while it builds its broadcast
+        footers = InBackground(lambda: parquet_rows_by_day(spark, config, days, files))
     events = tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
     key = normalised_key(id_column(cfg), config.validation.trim, config.validation.case)
     # a bad event goes through the join on the sentinel key and on to the write's shuffle, so
@@ -204,7 +209,12 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         .filter(ok)
         .drop(SOURCE_FILE)
     )
-    write_by_day(matched, config.output.path, dt)
+    try:
+        write_by_day(matched, config.output.path, dt)
+    finally:
+        if footers is not None:
+            footers.wait()  # never left running, even when the pass failed
+    read_per_day = footers.result() if footers is not None else None
     kept = observed.get
     seen = read_obs.get if read_per_day is None else {}  # read_obs observed nothing on Parquet
     if "bad_files" not in kept or (read_per_day is None and "read" not in seen):
@@ -273,6 +283,26 @@ def keep_observed_metrics(spark: SparkSession) -> None:
 
 
 @contextmanager
+def balanced_scan(spark: SparkSession) -> Iterator[None]:
+    """Split the archive's scan into at least SCAN_TASKS_PER_CORE tasks a core, unless [spark] says otherwise.
+
+    Spark packs files into tasks of up to 128 MB, but never fewer tasks than cores: 200 MB
+    on 2 cores is 3 tasks, and the third runs alone while a core idles (a third of the pass).
+    Twice the cores keeps the last wave full; over 128 MB a core, nothing changes. Restored
+    afterwards, so a session that runs other work after the filter keeps its own setting.
+    """
+    if spark.conf.get(MIN_SCAN_TASKS_KEY, None) is not None:
+        yield
+        return
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    spark.conf.set(MIN_SCAN_TASKS_KEY, str(SCAN_TASKS_PER_CORE * cores))
+    try:
+        yield
+    finally:
+        spark.conf.unset(MIN_SCAN_TASKS_KEY)
+
+
+@contextmanager
 def job_group(spark: SparkSession, group: str, description: str) -> Iterator[str]:
     """Tag this thread's Spark jobs with `group` (for the status tracker), then restore the old tags."""
     context = spark.sparkContext
@@ -328,7 +358,8 @@ def _scan_kind(fmt: str, path: str) -> str:
 def run_filter(spark: SparkSession, config: Config, report, environ: Mapping[str, str],
                start: Optional[date] = None, end: Optional[date] = None, ids_from: str = "snapshot",
                dry_run: bool = False) -> None:
-    with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group:
+    with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group, \
+            balanced_scan(spark):
         _run_filter(spark, config, report, environ, start, end, ids_from, group, dry_run)
 
 

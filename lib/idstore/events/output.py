@@ -5,6 +5,7 @@ files of about `spark.sql.adaptive.advisoryPartitionSizeInBytes` (AQE's rebalanc
 big days and packs small ones) instead of one file per read task and day.
 """
 import logging
+import re
 from typing import Dict, List, Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -12,7 +13,7 @@ from pyspark.sql import functions as F
 
 from idstore import io
 from idstore.config import OutputConfig
-from idstore.events.reader import hadoop_fs, list_files
+from idstore.events.reader import hadoop_fs, is_hidden
 
 log = logging.getLogger(__name__)
 
@@ -88,12 +89,27 @@ def _day_folder(root: str, dt: str, day: str) -> str:
 
 
 def describe_days(spark: SparkSession, root: str, dt: str, days: Sequence[str]) -> Dict[str, Dict[str, int]]:
-    """{day: {"files": n, "bytes": n}} of the data files in each day's output folder."""
-    described = {}
-    for day in days:
-        files = list_files(spark, [_day_folder(root, dt, day)])
-        described[day] = {"files": len(files), "bytes": sum(size for _, size in files)}
+    """{day: {"files": n, "bytes": n}} of the data files in each day's output folder.
+
+    One glob over every day's folder (the writer puts a day's files directly in it): a
+    listing per day cost 0.1 s of a 3 s run, most of it py4j calls.
+    """
+    described = {day: {"files": 0, "bytes": 0} for day in days}
+    if not days:
+        return described
+    pattern, fs = hadoop_fs(spark, f"{_glob_literal(root.rstrip('/'))}/{dt}={{{','.join(days)}}}/*")
+    for status in fs.globStatus(pattern) or []:
+        folder, _, name = str(status.getPath().toString()).rpartition("/")
+        day = folder.rpartition(f"/{dt}=")[2]
+        if day in described and not is_hidden(name) and status.isFile():
+            described[day]["files"] += 1
+            described[day]["bytes"] += int(status.getLen())
     return described
+
+
+def _glob_literal(path: str) -> str:
+    """`path` with Hadoop glob's special characters escaped, so a glob matches it as written."""
+    return re.sub(r"([\\{}\[\]*?])", r"\\\1", path)
 
 
 def clear_days(spark: SparkSession, root: str, dt: str, days: Sequence[str]) -> List[str]:
@@ -103,8 +119,9 @@ def clear_days(spark: SparkSession, root: str, dt: str, days: Sequence[str]) -> 
     whose events no longer match would otherwise keep the old, now wrong, output.
     """
     cleared = []
+    conf = spark._jsparkSession.sessionState().newHadoopConf()
     for day in days:
-        path, fs = hadoop_fs(spark, _day_folder(root, dt, day))
+        path, fs = hadoop_fs(spark, _day_folder(root, dt, day), conf)
         if fs.exists(path):
             fs.delete(path, True)
             cleared.append(day)

@@ -79,6 +79,9 @@ class PassCounts:
     files_with_bad_rows: List[str] = field(default_factory=list)
     # the join keys of a pre-filtered pass (validate = kept): the quarantine routes lines the same way
     prefilter_keys: Optional[DataFrame] = None
+    # read counts observed in the scan, a map stage: a re-run of it adds them again (JSON);
+    # Parquet's come from the footers' job, whose result is counted once
+    read_in_map_stage: bool = True
 
 
 def _rows_by_day(dt: str, days: Sequence[str], only: Optional[Column] = None) -> Column:
@@ -229,6 +232,7 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         matched_per_day=matched_per_day,
         files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (kept["bad_files"] or "").split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
+        read_in_map_stage=footers is None,
     )
 
 
@@ -423,7 +427,7 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     for name, value in (("cleared_days", cleared), ("days_without_events", unread), ("skipped_files", skipped)):
         if value:
             report.details[name] = value
-    reruns = rerun_stages(spark, group)
+    reruns = rerun_stages(spark, group) if counts.read_in_map_stage else 0
     if reruns:
         # observed counts of a map stage are added again when Spark re-runs it (lost executor)
         report.details["counts_note"] = (

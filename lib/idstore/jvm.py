@@ -5,7 +5,9 @@ the wheel the bootstrap action installs carries it to every node. A run adds it 
 (ADD JAR: the driver loads it, the executors fetch it from the driver) and registers its
 functions; nothing has to be on a class path when the JVM starts, locally or on EMR.
 """
+from dataclasses import dataclass
 from pathlib import Path
+from typing import List, Optional, Sequence
 
 from pyspark.sql import SparkSession
 
@@ -15,16 +17,60 @@ PLAIN_VALUE = "idstore_plain_value"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 
 
+_PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
+# footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
+FOOTER_THREADS = 16
+
+
+@dataclass(frozen=True)
+class FileFooter:
+    """One Parquet file, as its footer describes it."""
+
+    path: str  # as Spark names the file
+    rows: int
+    may_miss_id: bool  # the statistics cannot rule out a null or blank id
+
+
+def _instance(spark: SparkSession, class_name: str):
+    """A new `class_name` from the jar, added to the session once (ADD JAR); None when the jar is missing.
+
+    Loaded through the session's jar class loader, which ADD JAR extends: the thread's context
+    loader, which registerJavaFunction would use, is not it outside the main thread.
+    """
+    if not JAR.is_file():
+        return None
+    session = spark._jsparkSession
+    loader = session.sharedState().jarClassLoader()
+    if not any(str(url).endswith(JAR.name) for url in loader.getURLs()):
+        spark.sql(f"ADD JAR '{JAR}'")
+    return loader.loadClass(class_name).newInstance()
+
+
 def plain_value_function(spark: SparkSession) -> bool:
     """Register PLAIN_VALUE in `spark` (once); False when the jar is missing."""
     if spark.catalog.functionExists(PLAIN_VALUE):
         return True
-    if not JAR.is_file():
+    function = _instance(spark, _PLAIN_VALUE_CLASS)
+    if function is None:
         return False
-    spark.sql(f"ADD JAR '{JAR}'")
-    # loaded through the session's jar class loader, which ADD JAR extends: the thread's
-    # context loader, which registerJavaFunction would use, is not it outside the main thread
-    session = spark._jsparkSession
-    function = session.sharedState().jarClassLoader().loadClass(_PLAIN_VALUE_CLASS).newInstance()
-    session.udf().register(PLAIN_VALUE, function, spark._jvm.org.apache.spark.sql.types.DataTypes.StringType)
+    string = spark._jvm.org.apache.spark.sql.types.DataTypes.StringType
+    spark._jsparkSession.udf().register(PLAIN_VALUE, function, string)
     return True
+
+
+def parquet_footers(spark: SparkSession, roots: Sequence[str], id_field: str) -> Optional[List[FileFooter]]:
+    """Every Parquet data file under `roots` (files or folders), from its footer, read on the driver.
+
+    None when the jar is missing. Listing and reading happen in the JVM (FOOTER_THREADS at a
+    time) and come back as one string: file by file over py4j, 10,000 files would take seconds.
+    """
+    footers = _instance(spark, _PARQUET_FOOTERS_CLASS)
+    if footers is None:
+        return None
+    conf = spark._jsparkSession.sessionState().newHadoopConf()
+    text = footers.summarise(conf, list(roots), id_field, FOOTER_THREADS)
+    found = []
+    for line in text.splitlines():
+        path, rows, may_miss = line.rsplit("\t", 2)
+        found.append(FileFooter(path, int(rows), may_miss == "1"))
+    return found

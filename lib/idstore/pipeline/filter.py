@@ -1,9 +1,10 @@
 """The filter job: event archive -> events whose id is in the set -> Parquet by day.
 
-One pass reads the dt= folders in range, tags each event ok | malformed | missing_id,
+One pass reads the dt= folders in range, tags each JSON event ok | malformed | missing_id,
 keeps the ok events whose id is in the set (broadcast left-semi join), and writes them;
-the counts are observed in that same pass (a Parquet archive's read counts come from its
-footers). Bad rows are written to the quarantine in a second pass over only the files that
+the counts are observed in that same pass. A Parquet archive has no malformed rows: its pass
+is a plain semi-join, and its read counts and the files that may hold a missing id come from
+its footers. Bad rows are written to the quarantine in a second pass over only the files that
 hold them.
 """
 import json
@@ -52,7 +53,7 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.idset import load_ids
-from idstore.jvm import JAR, plain_value_function
+from idstore.jvm import JAR, parquet_footers, plain_value_function
 from idstore.pipeline.common import RunFailed
 from idstore.spark import InBackground
 from idstore.validation import normalised_key
@@ -64,23 +65,26 @@ INPUT_FILE = "_idstore_input_file"
 SOURCE_FILE = "_idstore_bad_row_file"
 EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
 EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+LOST_COUNTS = "the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)"
 MIN_SCAN_TASKS_KEY = "spark.sql.files.minPartitionNum"
 SCAN_TASKS_PER_CORE = 2
 
 
 @dataclass
 class PassCounts:
-    """What one filter pass saw, from its observed metrics."""
+    """What one filter pass saw: its observed metrics (and a Parquet archive's footers)."""
 
     read: int
     matched: int
     read_per_day: Dict[str, int]
     matched_per_day: Dict[str, int]
+    # the files the quarantine pass reads: JSON, those that held bad rows; Parquet, those
+    # whose footers cannot rule out a missing id (the quarantine counts what they hold)
     files_with_bad_rows: List[str] = field(default_factory=list)
     # the join keys of a pre-filtered pass (validate = kept): the quarantine routes lines the same way
     prefilter_keys: Optional[DataFrame] = None
     # read counts observed in the scan, a map stage: a re-run of it adds them again (JSON);
-    # Parquet's come from the footers' job, whose result is counted once
+    # Parquet's come from the footers
     read_in_map_stage: bool = True
 
 
@@ -166,30 +170,48 @@ def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
 
 
-def parquet_rows_by_day(spark: SparkSession, config: Config, days: Sequence[str],
-                        files: Optional[Sequence[str]]) -> Dict[str, int]:
-    """The events of a Parquet archive per day, from the files' footers: a job that reads no column.
+def parquet_footers_by_day(spark: SparkSession, config: Config, days: Sequence[str],
+                           files: Optional[Sequence[str]]) -> Tuple[Dict[str, int], List[str]]:
+    """A Parquet archive's events per day, and the files that may hold a missing id, before the pass.
 
-    Counted in the filter pass instead, every row would leave the scan's column batches
-    whole before the join, where the join reads only the id of the rows it drops.
+    From the files' footers, read on the driver by idstore's jar: no task, no column. Without
+    the jar, two Spark jobs do it: one over the footers, one over the id column.
     """
+    cfg, dt = config.events, config.events.date_partition
+    footers = parquet_footers(spark, list(files) if files is not None else day_folders(cfg, days), cfg.id_field)
+    if footers is None:
+        return _parquet_rows_by_day(spark, config, days, files), _files_with_missing_ids(spark, config, days, files)
+    read = dict.fromkeys(days, 0)
+    for footer in footers:
+        read[_day_of(footer.path, dt)] += footer.rows
+    return read, sorted(footer.path for footer in footers if footer.may_miss_id)
+
+
+def _parquet_rows_by_day(spark: SparkSession, config: Config, days: Sequence[str],
+                         files: Optional[Sequence[str]]) -> Dict[str, int]:
     dt = config.events.date_partition
     rows = read_events(spark, config.events, days, files).groupBy(dt).count().collect()
     counted = {str(row[dt]): int(row["count"]) for row in rows}
     return {day: counted.get(day, 0) for day in days}
 
 
+def _files_with_missing_ids(spark: SparkSession, config: Config, days: Sequence[str],
+                            files: Optional[Sequence[str]]) -> List[str]:
+    events = tagged_events(spark, config, days, files)
+    rows = events.filter(F.col(STATUS) != "ok").select(INPUT_FILE).distinct().collect()
+    return sorted(_spark_path(spark, row[0]) for row in rows)
+
+
 def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
                 days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
     """Read, tag, join, write: one Spark job over the events, counts observed on the way."""
+    if config.events.format == "parquet":
+        return parquet_pass(spark, config, ids, join, days, files)
     cfg, dt = config.events, config.events.date_partition
     status = F.col(STATUS)
     prefilter = prefilters(config, join)
     keys = join_keys(ids, config.source.id_column, join.broadcast, undecided=True)
     read_obs, observed = Observation("idstore_read"), Observation("idstore_kept")
-    footers = None
-    if cfg.format == "parquet":  # beside the pass, which leaves the cores idle while it builds its broadcast
-        footers = InBackground(lambda: parquet_rows_by_day(spark, config, days, files))
     events = tagged_events(spark, config, days, files, keys if prefilter else None, read_obs)
     key = normalised_key(id_column(cfg), config.validation.trim, config.validation.case)
     # a bad event goes through the join on the sentinel key and on to the write's shuffle, so
@@ -212,19 +234,11 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         .filter(ok)
         .drop(SOURCE_FILE)
     )
-    try:
-        write_by_day(matched, config.output.path, dt)
-    finally:
-        if footers is not None:
-            footers.wait()  # never left running, even when the pass failed
-    read_per_day = footers.result() if footers is not None else None
-    kept = observed.get
-    seen = read_obs.get if read_per_day is None else {}  # read_obs observed nothing on Parquet
-    if "bad_files" not in kept or (read_per_day is None and "read" not in seen):
-        raise RunFailed("the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)")
-    if read_per_day is None:
-        read_per_day = _count_by_day(seen["read"], days)
-    matched_per_day = _count_by_day(kept["by_day"], days)
+    write_by_day(matched, config.output.path, dt)
+    kept, seen = observed.get, read_obs.get
+    if "bad_files" not in kept or "read" not in seen:
+        raise RunFailed(LOST_COUNTS)
+    read_per_day, matched_per_day = _count_by_day(seen["read"], days), _count_by_day(kept["by_day"], days)
     return PassCounts(
         read=sum(read_per_day.values()),
         matched=sum(matched_per_day.values()),
@@ -232,7 +246,46 @@ def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinC
         matched_per_day=matched_per_day,
         files_with_bad_rows=sorted(_spark_path(spark, uri) for uri in (kept["bad_files"] or "").split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
-        read_in_map_stage=footers is None,
+    )
+
+
+def parquet_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
+                 days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
+    """The Parquet pass: the plain semi-join a user would write, with the footers read beside it.
+
+    Parquet has no malformed rows, only missing ids, and the footers say which files may hold
+    one (parquet_footers_by_day), so nothing is routed through the join: a null or blank id
+    is never a join key, and the quarantine pass reads those files. Tagging every row and
+    carrying its file cost about 5% of the pass; the footers are read on the driver while the
+    pass builds its broadcast, when the cores are idle.
+    """
+    cfg, dt = config.events, config.events.date_partition
+    footers = InBackground(lambda: parquet_footers_by_day(spark, config, days, files))
+    id_col = F.col(config.source.id_column).cast("string")
+    # sync never stores a blank id; a set from elsewhere might, and no event is kept by one
+    keys = join_keys(ids.filter(F.trim(id_col) != ""), config.source.id_column, join.broadcast)
+    key = normalised_key(id_column(cfg), config.validation.trim, config.validation.case)
+    observed = Observation("idstore_kept")
+    matched = (
+        semi_join(read_events(spark, cfg, days, files), key, keys)
+        .transform(shaped_for_write(dt, config.output.files_per_day, id_column(cfg), len(days)))
+        .observe(observed, _rows_by_day(dt, days).alias("by_day"))  # result stage: once per partition
+    )
+    try:
+        write_by_day(matched, config.output.path, dt)
+    finally:
+        footers.wait()  # never left running, even when the pass failed
+    read_per_day, may_miss_id = footers.result()
+    if "by_day" not in observed.get:
+        raise RunFailed(LOST_COUNTS)
+    matched_per_day = _count_by_day(observed.get["by_day"], days)
+    return PassCounts(
+        read=sum(read_per_day.values()),
+        matched=sum(matched_per_day.values()),
+        read_per_day=read_per_day,
+        matched_per_day=matched_per_day,
+        files_with_bad_rows=may_miss_id,
+        read_in_map_stage=False,
     )
 
 
@@ -415,7 +468,8 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
             bad_days = sorted({_day_of(path, dt) for path in counts.files_with_bad_rows} & set(days))
             where, bad_per_day = quarantine(spark, config, bad_days, counts.files_with_bad_rows, report.run_id,
                                             counts)
-        report.details["quarantine"] = where
+        if any(sum(bad.values()) for bad in bad_per_day.values()):
+            report.details["quarantine"] = where
     id_set.ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
     output = describe_days(spark, config.output.path, dt, days)
     fill_report(report, days, counts, bad_per_day, output)

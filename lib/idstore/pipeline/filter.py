@@ -204,9 +204,14 @@ def _files_with_missing_ids(spark: SparkSession, config: Config, days: Sequence[
 
 def filter_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
                 days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
-    """Read, tag, join, write: one Spark job over the events, counts observed on the way."""
-    if config.events.format == "parquet":
-        return parquet_pass(spark, config, ids, join, days, files)
+    """Read, join, write: one Spark job over the events of `days` (or of just `files`)."""
+    run_pass = parquet_pass if config.events.format == "parquet" else json_pass
+    return run_pass(spark, config, ids, join, days, files)
+
+
+def json_pass(spark: SparkSession, config: Config, ids: DataFrame, join: JoinChoice,
+              days: Sequence[str], files: Optional[Sequence[str]] = None) -> PassCounts:
+    """Read, tag, join, write JSON lines, counts observed on the way."""
     cfg, dt = config.events, config.events.date_partition
     status = F.col(STATUS)
     prefilter = prefilters(config, join)

@@ -106,7 +106,7 @@ def write_pointer(data: Path) -> None:
     stamp = "2024-01-01T00:00:00+00:00"
     pointer = Pointer(run_id="bench", path=str(snapshot), id_column="product_id", written_at=stamp, keys=len(keys),
                       fingerprint={}, verified_at=stamp, runs_since_verify=0,
-                      key_bytes=sum(len(key.encode("utf-8")) for key in keys))
+                      key_bytes=sum(len(key.encode("utf-8")) for key in keys), id_type="string")
     io.write_json(str(data / "snapshots" / "_LATEST.json"), asdict(pointer))
 
 

@@ -73,6 +73,7 @@ class Pointer:
     runs_since_verify: int  # delta runs since then
     format_version: int = FORMAT_VERSION
     key_bytes: int = -1  # UTF-8 bytes of all keys, so the filter sizes its broadcast without a pass; -1: unknown
+    id_type: str = ""  # the id column's Spark type, so a reader skips the schema inference job; "": unknown
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Pointer":
@@ -114,6 +115,7 @@ def write_record(record: DataFrame, config: Config, run_id: str, keys: int, key_
         verified_at=stamp if full_run or previous is None else previous.verified_at,
         runs_since_verify=0 if full_run or previous is None else previous.runs_since_verify + 1,
         key_bytes=key_bytes,
+        id_type=record.schema[config.source.id_column].dataType.simpleString(),
     )
     io.write_json(io.join(config.snapshot.path, POINTER), asdict(pointer), config.aws.endpoint_url,
                   config.aws.region)
@@ -129,7 +131,10 @@ def read_latest_snapshot(spark: SparkSession, config: Config) -> Tuple[DataFrame
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
         where = io.join(config.snapshot.path, POINTER)
         raise ConfigError(f"snapshot.path: no complete snapshot at {where} (run sync first): {exc}") from None
-    ids = spark.read.parquet(pointer.path).select(pointer.id_column)
+    reader = spark.read
+    if pointer.id_type:  # the files' schema need not be read from their footers (a Spark job)
+        reader = reader.schema(f"`{pointer.id_column}` {pointer.id_type}")
+    ids = reader.parquet(pointer.path).select(pointer.id_column)
     return ids.withColumnRenamed(pointer.id_column, config.source.id_column), pointer
 
 

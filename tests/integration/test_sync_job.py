@@ -168,6 +168,7 @@ def test_the_snapshot_pointer_names_the_latest_complete_record(spark, tmp_path):
     assert data["fingerprint"]["table"] == config.dynamodb.table and data["format_version"] == 2
     ids, latest = read_latest_snapshot(spark, config)
     assert sorted(r.product_id for r in ids.collect()) == ["c"] and (latest.keys, latest.key_bytes) == (1, 1)
+    assert data["id_type"] == "string"  # as `columns` declares it: the filter reads the record without inferring
     assert sorted(pq.read_table(tmp_path / "snaps" / "run_id=r1").column("product_id").to_pylist()) == ["a", "b"]
 
 

@@ -9,8 +9,10 @@ from typing import Dict, List, Optional
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from idstore.jvm import parquet_footers
+from idstore.pipeline.common import RunFailed
 from idstore.pipeline.filter import _files_with_missing_ids, _parquet_rows_by_day
 
 from .conftest import output_events
@@ -141,3 +143,19 @@ def test_a_clean_parquet_archive_reads_no_file_twice_and_reports_no_quarantine(s
 
     assert report.counts["matched"] == 100 and report.counts["missing_id"] == 0
     assert "quarantine" not in report.details and not job.quarantine.exists()
+
+
+def test_a_damaged_parquet_file_fails_the_run_by_name_and_is_skipped_when_asked(spark, job):
+    day = "2024-03-04"
+    good = _write(job.events / f"dt={day}" / "part-0.parquet", [f"B0G{i:03d}" for i in range(100)])
+    victim = _write(job.events / f"dt={day}" / "part-1.parquet", [f"B0G{i:03d}" for i in range(100)])
+    victim.write_bytes(victim.read_bytes()[:-30])  # the footer's end and the magic number are gone
+    job.snapshot([f"B0G{i:03d}" for i in range(0, 100, 4)])
+    overrides = ("events.format=parquet", "events.schema=id STRING, detail STRUCT<productId: STRING>")
+
+    with pytest.raises(RunFailed, match=r"part-1\.parquet.*events\.skip_corrupt_files"):
+        job.run(*overrides)
+    report = job.run(*overrides, "events.skip_corrupt_files=true", run_id="run-2")
+
+    assert output_events(job.output) == {(f"{good.stem}-{i}", day) for i in range(0, 100, 4)}
+    assert report.counts["events_read"] == 100 and report.counts["corrupt_files_skipped"] == 1

@@ -1,9 +1,10 @@
-"""idstore's jar: JVM functions for the steps where Spark's built-ins cost the most.
+"""idstore's jar: JVM code for the steps where Spark's built-ins cost the most.
 
+The pre-filter's function (on the executors) and the Parquet footer reader (on the driver).
 The jar (jvm/src, built by `make setup` with scripts/build-jvm.sh) lives in this package, so
 the wheel the bootstrap action installs carries it to every node. A run adds it to its session
-(ADD JAR: the driver loads it, the executors fetch it from the driver) and registers its
-functions; nothing has to be on a class path when the JVM starts, locally or on EMR.
+(ADD JAR: the driver loads it, the executors fetch it from the driver) and loads its classes
+from there; nothing has to be on a class path when the JVM starts, locally or on EMR.
 """
 from dataclasses import dataclass
 from pathlib import Path

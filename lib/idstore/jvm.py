@@ -12,6 +12,8 @@ from typing import List, Optional, Sequence
 
 from pyspark.sql import SparkSession
 
+from idstore.spark import session_hadoop_conf
+
 JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 # idstore_plain_value(line, key): the plainly written id of a raw JSON line, or null
 PLAIN_VALUE = "idstore_plain_value"
@@ -68,8 +70,7 @@ def parquet_footers(spark: SparkSession, roots: Sequence[str], id_field: str) ->
     footers = _instance(spark, _PARQUET_FOOTERS_CLASS)
     if footers is None:
         return None
-    conf = spark._jsparkSession.sessionState().newHadoopConf()
-    text = footers.summarise(conf, list(roots), id_field, FOOTER_THREADS)
+    text = footers.summarise(session_hadoop_conf(spark), list(roots), id_field, FOOTER_THREADS)
     found = []
     for line in text.splitlines():
         path, rows, may_miss = line.rsplit("\t", 2)

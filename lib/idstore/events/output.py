@@ -14,6 +14,7 @@ from pyspark.sql import functions as F
 from idstore import io
 from idstore.config import OutputConfig
 from idstore.events.reader import hadoop_fs, is_hidden
+from idstore.spark import session_hadoop_conf
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +120,7 @@ def clear_days(spark: SparkSession, root: str, dt: str, days: Sequence[str]) -> 
     whose events no longer match would otherwise keep the old, now wrong, output.
     """
     cleared = []
-    conf = spark._jsparkSession.sessionState().newHadoopConf()
+    conf = session_hadoop_conf(spark)
     for day in days:
         path, fs = hadoop_fs(spark, _day_folder(root, dt, day), conf)
         if fs.exists(path):

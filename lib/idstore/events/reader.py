@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, EventsConfig
+from idstore.spark import session_hadoop_conf
 
 log = logging.getLogger(__name__)
 
@@ -19,14 +20,9 @@ CORRUPT = "_corrupt_record"
 
 
 def hadoop_fs(spark: SparkSession, path: str, conf=None):
-    """(Hadoop Path, its FileSystem); `conf` defaults to a fresh copy of the session's Hadoop conf."""
-    jvm = spark.sparkContext._jvm
-    hadoop_path = jvm.org.apache.hadoop.fs.Path(path)
-    if conf is None:
-        # the session's Hadoop conf: it carries settings made with spark.conf.set (e.g. encryption);
-        # a copy each time (4 ms), so a caller that needs several reuses one
-        conf = spark._jsparkSession.sessionState().newHadoopConf()
-    return hadoop_path, hadoop_path.getFileSystem(conf)
+    """(Hadoop Path, its FileSystem), through `conf` or else a new session_hadoop_conf."""
+    hadoop_path = spark.sparkContext._jvm.org.apache.hadoop.fs.Path(path)
+    return hadoop_path, hadoop_path.getFileSystem(conf if conf is not None else session_hadoop_conf(spark))
 
 
 def is_hidden(name: str) -> bool:
@@ -47,7 +43,7 @@ def list_partitions(spark: SparkSession, root: str, column: str) -> List[str]:
 def list_files(spark: SparkSession, folders: Sequence[str]) -> List[Tuple[str, int]]:
     """(path, bytes) of every visible file under `folders`, recursively, as Spark names them."""
     found = []
-    conf = spark._jsparkSession.sessionState().newHadoopConf()
+    conf = session_hadoop_conf(spark)
     for folder in folders:
         path, fs = hadoop_fs(spark, folder, conf)
         if not fs.exists(path):

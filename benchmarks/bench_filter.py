@@ -181,17 +181,19 @@ def contender_run(spark, name: str, fmt: str, data: Path, out: Path) -> Dict:
         # what a user writes by hand: the schema given, the folder read whole, a plain write
         if name == TUNED:
             spark.conf.set("spark.sql.files.minPartitionNum", str(2 * spark.sparkContext.defaultParallelism))
-        ev = spark.read.schema(schema).format(source).load(events_root)
-        ids = spark.read.parquet(snapshot)
-        if name == "python-udf":
-            wanted = spark.sparkContext.broadcast({row[0] for row in ids.collect()})
-            member = F.udf(lambda value: value in wanted.value, "boolean")
-            kept = ev.filter(member(F.col("detail.productId")))
-        else:
-            keys = ids.hint("shuffle_merge") if name == "sort-merge join" else F.broadcast(ids)
-            kept = ev.join(keys, ev["detail.productId"] == keys["product_id"], "left_semi")
-        kept.write.mode("overwrite").partitionBy("dt").parquet(str(out))
-        spark.conf.unset("spark.sql.files.minPartitionNum")
+        try:
+            ev = spark.read.schema(schema).format(source).load(events_root)
+            ids = spark.read.parquet(snapshot)
+            if name == "python-udf":
+                wanted = spark.sparkContext.broadcast({row[0] for row in ids.collect()})
+                member = F.udf(lambda value: value in wanted.value, "boolean")
+                kept = ev.filter(member(F.col("detail.productId")))
+            else:
+                keys = ids.hint("shuffle_merge") if name == "sort-merge join" else F.broadcast(ids)
+                kept = ev.join(keys, ev["detail.productId"] == keys["product_id"], "left_semi")
+            kept.write.mode("overwrite").partitionBy("dt").parquet(str(out))
+        finally:
+            spark.conf.unset("spark.sql.files.minPartitionNum")  # the next contender runs untuned
     seconds = time.perf_counter() - started
     cpu = tree_cpu_seconds(os.getpid()) - cpu_before
     if rows is None:

@@ -18,8 +18,6 @@ JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 # idstore_plain_value(line, key): the plainly written id of a raw JSON line, or null
 PLAIN_VALUE = "idstore_plain_value"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
-
-
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
 # footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
 FOOTER_THREADS = 16

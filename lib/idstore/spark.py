@@ -1,5 +1,5 @@
 """The one place a SparkSession is built, from explicit settings; its Hadoop conf; Spark work in a background thread."""
-from typing import Any, Callable, Dict, Generic, Mapping, Optional, TypeVar
+from typing import Callable, Generic, Mapping, Optional, TypeVar
 
 from pyspark import InheritableThread
 from pyspark.sql import SparkSession
@@ -39,15 +39,16 @@ class InBackground(Generic[T]):
     """`work` run in a thread that keeps the starting thread's Spark job group and local properties."""
 
     def __init__(self, work: Callable[[], T]) -> None:
-        self._outcome: Dict[str, Any] = {}
+        self._value: Optional[T] = None
+        self._error: Optional[BaseException] = None
         self._thread = InheritableThread(target=self._run, args=(work,), daemon=True)
         self._thread.start()
 
     def _run(self, work: Callable[[], T]) -> None:
         try:
-            self._outcome["value"] = work()
+            self._value = work()
         except BaseException as exc:  # noqa: BLE001 - handed to result(), which re-raises it
-            self._outcome["error"] = exc
+            self._error = exc
 
     def wait(self) -> None:
         self._thread.join()
@@ -55,6 +56,6 @@ class InBackground(Generic[T]):
     def result(self) -> T:
         """What `work` returned, once it has; re-raises what it raised."""
         self.wait()
-        if "error" in self._outcome:
-            raise self._outcome["error"]
-        return self._outcome["value"]
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]  # work() returned it

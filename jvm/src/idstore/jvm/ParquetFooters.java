@@ -95,7 +95,10 @@ public final class ParquetFooters {
     }
   }
 
-  /** The names Spark's file listing skips. */
+  /**
+   * The names Spark's own file listing skips (InMemoryFileIndex), so the footers cover the files
+   * the pass reads; idstore.events.reader.is_hidden is the shorter rule for folders Spark wrote.
+   */
   private static boolean hidden(String name) {
     return (name.startsWith("_") && !name.contains("=")) || name.startsWith(".") || name.endsWith("._COPYING_");
   }

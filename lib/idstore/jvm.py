@@ -10,13 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Column, SparkSession
 
 from idstore.spark import session_hadoop_conf
 
 JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
-# idstore_plain_value(line, key): the plainly written id of a raw JSON line, or null
-PLAIN_VALUE = "idstore_plain_value"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
 # footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
@@ -47,16 +45,14 @@ def _instance(spark: SparkSession, class_name: str):
     return loader.loadClass(class_name).newInstance()
 
 
-def plain_value_function(spark: SparkSession) -> bool:
-    """Register PLAIN_VALUE in `spark` (once); False when the jar is missing."""
-    if spark.catalog.functionExists(PLAIN_VALUE):
-        return True
+def plain_value(spark: SparkSession, line: Column, key: str) -> Optional[Column]:
+    """The plainly written value of `key` in the raw JSON `line`, or null; None when the jar is missing.
+
+    A StaticInvoke of idstore.jvm.PlainValue.read: compiled into the stage, it reads the line's
+    bytes in place (a UDF would convert every line to a java.lang.String first).
+    """
     function = _instance(spark, _PLAIN_VALUE_CLASS)
-    if function is None:
-        return False
-    string = spark._jvm.org.apache.spark.sql.types.DataTypes.StringType
-    spark._jsparkSession.udf().register(PLAIN_VALUE, function, string)
-    return True
+    return None if function is None else Column(function.column(line._jc, key))
 
 
 def parquet_footers(spark: SparkSession, roots: Sequence[str], id_field: str) -> Optional[List[FileFooter]]:

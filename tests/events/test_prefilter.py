@@ -6,7 +6,7 @@ import random
 import pytest
 
 from idstore.events.prefilter import CANDIDATE, UNDECIDED, key_name, plain_shape_possible, with_candidate_key
-from idstore.jvm import plain_value_function
+from idstore.jvm import JAR
 
 KEY = "productId"
 # fragments a line is built from: every trap the test must not fall into
@@ -49,7 +49,7 @@ def _parsed_id(line: str):
 
 @pytest.fixture(scope="module")
 def jvm_function(spark):
-    assert plain_value_function(spark), "idstore's jar is missing: make setup builds it"
+    assert JAR.is_file(), "idstore's jar is missing: make setup builds it"
 
 
 @pytest.mark.parametrize("jvm", [True, False], ids=["jvm", "builtin"])

@@ -30,7 +30,7 @@ from typing import Tuple
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from idstore.jvm import PLAIN_VALUE
+from idstore.jvm import plain_value
 from idstore.validation import normalised_key
 
 CANDIDATE = "_idstore_candidate"
@@ -55,8 +55,9 @@ def plain_shape_possible(key: str) -> bool:
 def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep", jvm: bool = False):
     """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
 
-    `jvm`: read it with idstore's JVM function (idstore.jvm.PLAIN_VALUE, registered by the
-    caller): one pass of String.indexOf. Else with byte-level built-ins, the same test: a
+    `jvm`: read it with idstore's jar (idstore.jvm.plain_value): one pass over the line's
+    bytes, in the stage's generated code. Else (or without the jar) with byte-level
+    built-ins, the same test: a
     regex would decode every line to UTF-16 first, and instr/locate count characters. The one
     search that compares at every byte (substring_index) runs once, from the end, to the last
     `"K":"`; the text before it is cut by bytes (a binary substring), and the checks on both
@@ -64,8 +65,11 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
     the last `"K":"` and none after it (K holds no quote, so no other K can overlap it).
     """
     def transform(df: DataFrame) -> DataFrame:
-        staged, value = (df, F.call_udf(PLAIN_VALUE, F.col(line), F.lit(key))) if jvm else _plain_value(df, line, key)
-        candidate = F.when(value.isNotNull(), normalised_key(value, trim, case)).otherwise(F.lit(UNDECIDED))
+        read_in_jvm = plain_value(df.sparkSession, F.col(line), key) if jvm else None
+        staged, value = (df, read_in_jvm) if read_in_jvm is not None else _plain_value(df, line, key)
+        # coalesce, not when(value is not null, ...): a value spelt twice in a conditional
+        # branch is not a common subexpression, so the test would run twice a line
+        candidate = F.coalesce(normalised_key(value, trim, case), F.lit(UNDECIDED))
         # a non-deterministic identity: the join's inferred not-null filter stays above this
         # projection instead of being pushed below it with the whole test inlined (run twice)
         candidate = F.when(F.spark_partition_id() >= 0, candidate)

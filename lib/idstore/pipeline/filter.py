@@ -53,7 +53,7 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.idset import load_ids
-from idstore.jvm import JAR, parquet_footers, plain_value_function
+from idstore.jvm import JAR, parquet_footers
 from idstore.pipeline.common import RunFailed
 from idstore.spark import InBackground
 from idstore.validation import normalised_key
@@ -132,7 +132,7 @@ def prefilters(config: Config, join: JoinChoice) -> bool:
 
 def candidate_test(spark: SparkSession, config: Config) -> str:
     """How the pre-filter reads plain ids: "jvm" (idstore's jar) as configured, else "builtin"."""
-    return "jvm" if config.events.candidate_test == "jvm" and plain_value_function(spark) else "builtin"
+    return "jvm" if config.events.candidate_test == "jvm" and JAR.is_file() else "builtin"
 
 
 def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],

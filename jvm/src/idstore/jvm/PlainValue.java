@@ -1,43 +1,126 @@
 package idstore.jvm;
 
-import org.apache.spark.sql.api.java.UDF2;
+import java.nio.ByteOrder;
+import java.util.Arrays;
+import java.util.Collections;
+
+import org.apache.spark.sql.Column;
+import org.apache.spark.sql.catalyst.expressions.Expression;
+import org.apache.spark.sql.catalyst.expressions.Literal;
+import org.apache.spark.sql.catalyst.expressions.objects.StaticInvoke;
+import org.apache.spark.sql.types.AbstractDataType;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.unsafe.Platform;
+import org.apache.spark.unsafe.array.ByteArrayMethods;
+import org.apache.spark.unsafe.types.UTF8String;
+
+import scala.collection.JavaConverters;
 
 /**
- * idstore_plain_value(line, key): the plainly written value of {@code "key":"…"} in a raw JSON
- * line, or null when the line does not have the one shape that can be read with certainty.
+ * The plainly written value of {@code "key":"…"} in a raw JSON line, or null when the line does
+ * not have the one shape that can be read with certainty.
  *
  * The same test as the built-in expression of idstore.events.prefilter (whose docstring proves
- * it exact), in one pass of String.indexOf (a JIT intrinsic) instead of several byte searches:
- * the line holds no backslash-u escape, the key K occurs exactly once, as {@code "K":"}, and the
- * text after it up to the next quote is not blank and holds no backslash. K must hold no quote,
- * backslash or colon (plain_shape_possible), so no other K can overlap {@code "K":"}.
+ * it exact): the line holds no backslash-u escape, the key K occurs exactly once, as
+ * {@code "K":"}, and the text after it up to the next quote is not blank and holds no
+ * backslash. K must hold no quote, backslash or colon (plain_shape_possible), so no other K can
+ * overlap {@code "K":"}.
+ *
+ * {@link #column} puts {@link #read} into Spark's generated code (a StaticInvoke), so it reads the
+ * line's UTF-8 bytes where the scan left them: a UDF would first copy and decode every line to
+ * a java.lang.String, which cost more than the test itself. One pass over the line, 8 bytes at
+ * a time, finds every backslash and every first byte of K.
  */
-public final class PlainValue implements UDF2<String, String, String> {
-  private static final long serialVersionUID = 1L;
+public final class PlainValue {
+  private static final long ONES = 0x0101010101010101L;
+  private static final long HIGHS = 0x8080808080808080L;
+  private static final long BACKSLASHES = ONES * '\\';
+  private static final boolean LITTLE_ENDIAN = ByteOrder.nativeOrder() == ByteOrder.LITTLE_ENDIAN;
 
-  @Override
-  public String call(String line, String key) {
-    if (line == null || key == null || key.isEmpty()) {
+  /** The column read(line, key), compiled into the stage like a built-in. */
+  public Column column(Column line, String key) {
+    Expression[] arguments = {line.expr(), Literal.create(key, DataTypes.StringType)};
+    return new Column(new StaticInvoke(PlainValue.class, DataTypes.StringType, "read",
+        JavaConverters.asScalaBuffer(Arrays.asList(arguments)).toSeq(),
+        JavaConverters.asScalaBuffer(Collections.<AbstractDataType>emptyList()).toSeq(),
+        true, true, true));
+  }
+
+  /** The plain value of key in line, or null. */
+  public static UTF8String read(UTF8String line, UTF8String key) {
+    Object base = line.getBaseObject(), keyBase = key.getBaseObject();
+    long offset = line.getBaseOffset(), keyOffset = key.getBaseOffset();
+    int length = line.numBytes(), n = key.numBytes();
+    if (n == 0) {
       return null;
     }
-    int at = line.indexOf(key); // the first K: it must be the only one
-    int n = key.length();
-    if (at < 1 || line.charAt(at - 1) != '"' || !line.startsWith("\":\"", at + n)) {
-      return null;
+    byte first = Platform.getByte(keyBase, keyOffset);
+    int at = -1;
+    for (int i = next(base, offset, length, 0, first); i >= 0; i = next(base, offset, length, i + 1, first)) {
+      if (Platform.getByte(base, offset + i) == '\\') {
+        if (i + 1 < length && Platform.getByte(base, offset + i + 1) == 'u') {
+          return null;
+        }
+      } else if (i + n <= length && ByteArrayMethods.arrayEquals(base, offset + i, keyBase, keyOffset, n)) {
+        if (at >= 0) {
+          return null; // a second K
+        }
+        at = i;
+      }
     }
     int start = at + n + 3;
-    int end = line.indexOf('"', start);
-    if (end < 0 || line.indexOf(key, start) >= 0 || line.contains("\\u")) {
+    if (at < 1 || start > length || Platform.getByte(base, offset + at - 1) != '"'
+        || Platform.getByte(base, offset + at + n) != '"' || Platform.getByte(base, offset + at + n + 1) != ':'
+        || Platform.getByte(base, offset + at + n + 2) != '"') {
       return null;
     }
-    boolean blank = true; // only spaces, as Spark's trim() sees blank
-    for (int i = start; i < end; i++) {
-      char c = line.charAt(i);
-      if (c == '\\') {
+    boolean blank = true, ascii = true; // blank: only spaces, as Spark's trim() sees blank
+    int end = start;
+    for (; end < length; end++) {
+      byte b = Platform.getByte(base, offset + end);
+      if (b == '"') {
+        break;
+      }
+      if (b == '\\') {
         return null;
       }
-      blank &= c == ' ';
+      blank &= b == ' ';
+      ascii &= b >= 0;
     }
-    return blank ? null : line.substring(start, end);
+    if (end == length || blank) {
+      return null;
+    }
+    byte[] bytes = new byte[end - start];
+    Platform.copyMemory(base, offset + start, bytes, Platform.BYTE_ARRAY_OFFSET, bytes.length);
+    UTF8String value = UTF8String.fromBytes(bytes);
+    // the parse decodes malformed UTF-8 to U+FFFD: only a value that decodes to itself is certain
+    return ascii || UTF8String.fromString(value.toString()).equals(value) ? value : null;
+  }
+
+  /** The first index at or after from of a backslash or of the byte first; -1 if none. */
+  private static int next(Object base, long offset, int length, int from, byte first) {
+    long firsts = ONES * (first & 0xff);
+    int i = from;
+    for (; i + 8 <= length; i += 8) {
+      long word = Platform.getLong(base, offset + i);
+      word = LITTLE_ENDIAN ? word : Long.reverseBytes(word); // byte i is the lowest
+      long found = zeroBytes(word ^ firsts) | zeroBytes(word ^ BACKSLASHES);
+      if (found != 0) {
+        // the lowest flagged byte is exact (only bytes above a zero byte can be flagged falsely)
+        return i + (Long.numberOfTrailingZeros(found) >>> 3);
+      }
+    }
+    for (; i < length; i++) {
+      byte b = Platform.getByte(base, offset + i);
+      if (b == first || b == '\\') {
+        return i;
+      }
+    }
+    return -1;
+  }
+
+  /** The high bit of each zero byte of v set (and maybe of bytes above the first zero one). */
+  private static long zeroBytes(long v) {
+    return (v - ONES) & ~v & HIGHS;
   }
 }

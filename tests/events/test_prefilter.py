@@ -93,3 +93,16 @@ def test_the_jvm_function_and_the_built_in_test_agree_line_by_line(spark, jvm_fu
     jvm, builtin = ({row["value"]: row[CANDIDATE] for row in frame.transform(with_candidate_key("value", KEY, jvm=on))
                      .select("value", CANDIDATE).collect()} for on in (True, False))
     assert jvm == builtin
+
+
+def test_a_value_whose_bytes_are_not_utf8_goes_to_the_parse(spark, jvm_function):
+    # the parse decodes a malformed byte to U+FFFD, so only a value that decodes to itself is read
+    lines = {
+        "bad byte in the value": b'{"detail":{"productId":"B0\xffX"}}',
+        "bad byte elsewhere": b'{"note":"\xff","detail":{"productId":"B0OK"}}',
+        "valid non-ascii value": '{"detail":{"productId":"B0日本"}}'.encode("utf-8"),
+    }
+    frame = spark.createDataFrame([(name, bytearray(raw)) for name, raw in lines.items()], "name string, raw binary")
+    frame = frame.select("name", frame["raw"].cast("string").alias("value"))
+    got = dict(frame.transform(with_candidate_key("value", KEY, jvm=True)).select("name", CANDIDATE).collect())
+    assert got == {"bad byte in the value": UNDECIDED, "bad byte elsewhere": "B0OK", "valid non-ascii value": "B0日本"}

@@ -6,14 +6,17 @@ the wheel the bootstrap action installs carries it to every node. A run adds it 
 (ADD JAR: the driver loads it, the executors fetch it from the driver) and loads its classes
 from there; nothing has to be on a class path when the JVM starts, locally or on EMR.
 """
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from py4j.protocol import Py4JError
 from pyspark.sql import Column, SparkSession
 
 from idstore.spark import session_hadoop_conf
 
+log = logging.getLogger(__name__)
 JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
@@ -46,13 +49,20 @@ def _instance(spark: SparkSession, class_name: str):
 
 
 def plain_value(spark: SparkSession, line: Column, key: str) -> Optional[Column]:
-    """The plainly written value of `key` in the raw JSON `line`, or null; None when the jar is missing.
+    """The plainly written value of `key` in the raw JSON `line`, or null; None without the jar.
 
     A StaticInvoke of idstore.jvm.PlainValue.read: compiled into the stage, it reads the line's
-    bytes in place (a UDF would convert every line to a java.lang.String first).
+    bytes in place (a UDF would convert every line to a java.lang.String first). None too on a
+    Spark whose StaticInvoke the jar was not built against (the caller falls back).
     """
     function = _instance(spark, _PLAIN_VALUE_CLASS)
-    return None if function is None else Column(function.column(line._jc, key))
+    if function is None:
+        return None
+    try:
+        return Column(function.column(line._jc, key))
+    except Py4JError as exc:  # e.g. NoSuchMethodError: another Spark line's constructor
+        log.warning("idstore's jar cannot build its candidate test on this Spark (%s)", str(exc).splitlines()[0])
+        return None
 
 
 def parquet_footers(spark: SparkSession, roots: Sequence[str], id_field: str) -> Optional[List[FileFooter]]:

@@ -100,7 +100,7 @@ def test_a_value_whose_bytes_are_not_utf8_goes_to_the_parse(spark, jvm_function)
     lines = {
         "bad byte in the value": b'{"detail":{"productId":"B0\xffX"}}',
         "bad byte elsewhere": b'{"note":"\xff","detail":{"productId":"B0OK"}}',
-        "valid non-ascii value": '{"detail":{"productId":"B0日本"}}'.encode("utf-8"),
+        "valid non-ascii value": '{"detail":{"productId":"B0日本"}}'.encode(),
     }
     frame = spark.createDataFrame([(name, bytearray(raw)) for name, raw in lines.items()], "name string, raw binary")
     frame = frame.select("name", frame["raw"].cast("string").alias("value"))

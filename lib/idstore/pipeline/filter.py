@@ -53,7 +53,7 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.idset import load_ids
-from idstore.jvm import JAR, parquet_footers
+from idstore.jvm import JAR, parquet_footers, plain_value
 from idstore.pipeline.common import RunFailed
 from idstore.spark import InBackground
 from idstore.validation import normalised_key
@@ -132,7 +132,8 @@ def prefilters(config: Config, join: JoinChoice) -> bool:
 
 def candidate_test(spark: SparkSession, config: Config) -> str:
     """How the pre-filter reads plain ids: "jvm" (idstore's jar) as configured, else "builtin"."""
-    return "jvm" if config.events.candidate_test == "jvm" and JAR.is_file() else "builtin"
+    usable = config.events.candidate_test == "jvm" and plain_value(spark, F.col(LINE), "id") is not None
+    return "jvm" if usable else "builtin"
 
 
 def tagged_events(spark: SparkSession, config: Config, days: Sequence[str],
@@ -447,8 +448,8 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
     if prefilters(config, join):
         report.details["candidate_test"] = candidate_test(spark, config)
         if report.details["candidate_test"] != events_cfg.candidate_test:
-            log.warning("%s is missing (make setup builds it): the pre-filter uses its built-in candidate test, "
-                        "which gives the same answers more slowly", JAR)
+            log.warning("%s is missing (make setup builds it) or does not fit this Spark: the pre-filter uses "
+                        "its built-in candidate test, which gives the same answers more slowly", JAR)
     if dry_run:
         id_set.ids.unpersist()
         plan = plan_filter(spark, config, days, ids_from, id_count, join)

@@ -56,13 +56,13 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
     """Transform: CANDIDATE = the normalised plain id of `line`, or UNDECIDED.
 
     `jvm`: read it with idstore's jar (idstore.jvm.plain_value): one pass over the line's
-    bytes, in the stage's generated code. Else (or without the jar) with byte-level
-    built-ins, the same test: a
-    regex would decode every line to UTF-16 first, and instr/locate count characters. The one
-    search that compares at every byte (substring_index) runs once, from the end, to the last
-    `"K":"`; the text before it is cut by bytes (a binary substring), and the checks on both
-    sides are `contains`, which skips to the next first byte. "K occurs once" is: no K before
-    the last `"K":"` and none after it (K holds no quote, so no other K can overlap it).
+    bytes, in the stage's generated code. Else (or without the jar) with byte-level built-ins,
+    the same test: a regex would decode every line to UTF-16 first, and instr/locate count
+    characters. The one search that compares at every byte (substring_index) runs once, from
+    the end, to the last `"K":"`; the text before it is cut by bytes (a binary substring), and
+    the checks on both sides are `contains`, which skips to the next first byte. "K occurs
+    once" is: no K before the last `"K":"` and none after it (K holds no quote, so no other K
+    can overlap it).
     """
     def transform(df: DataFrame) -> DataFrame:
         read_in_jvm = plain_value(df.sparkSession, F.col(line), key) if jvm else None

@@ -4,9 +4,11 @@ import json
 import random
 
 import pytest
+from pyspark.sql import functions as F
 
+import idstore.jvm
 from idstore.events.prefilter import CANDIDATE, UNDECIDED, key_name, plain_shape_possible, with_candidate_key
-from idstore.jvm import JAR
+from idstore.jvm import JAR, plain_value
 
 KEY = "productId"
 # fragments a line is built from: every trap the test must not fall into
@@ -106,3 +108,12 @@ def test_a_value_whose_bytes_are_not_utf8_goes_to_the_parse(spark, jvm_function)
     frame = frame.select("name", frame["raw"].cast("string").alias("value"))
     got = dict(frame.transform(with_candidate_key("value", KEY, jvm=True)).select("name", CANDIDATE).collect())
     assert got == {"bad byte in the value": UNDECIDED, "bad byte elsewhere": "B0OK", "valid non-ascii value": "B0日本"}
+
+
+def test_without_the_jar_the_jvm_test_is_the_built_in_one(spark, monkeypatch, tmp_path):
+    monkeypatch.setattr(idstore.jvm, "JAR", tmp_path / "idstore-jvm.jar")  # not built
+    assert plain_value(spark, F.col("value"), KEY) is None
+    frame = spark.createDataFrame([('{"detail":{"productId":" b0abc "}}',), ('{"detail":{"productId":"B0\\u0041"}}',),
+                                   (None,)], "value string")
+    got = [row[CANDIDATE] for row in frame.transform(with_candidate_key("value", KEY, True, "upper", jvm=True)).collect()]
+    assert got == ["B0ABC", UNDECIDED, UNDECIDED]  # read as the jar would, the escape left to the parse

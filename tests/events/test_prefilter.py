@@ -6,7 +6,6 @@ import random
 import pytest
 from pyspark.sql import functions as F
 
-import idstore.jvm
 from idstore.events.prefilter import CANDIDATE, UNDECIDED, key_name, plain_shape_possible, with_candidate_key
 from idstore.jvm import JAR, plain_value
 
@@ -111,7 +110,7 @@ def test_a_value_whose_bytes_are_not_utf8_goes_to_the_parse(spark, jvm_function)
 
 
 def test_without_the_jar_the_jvm_test_is_the_built_in_one(spark, monkeypatch, tmp_path):
-    monkeypatch.setattr(idstore.jvm, "JAR", tmp_path / "idstore-jvm.jar")  # not built
+    monkeypatch.setattr("idstore.jvm.JAR", tmp_path / "idstore-jvm.jar")  # not built
     assert plain_value(spark, F.col("value"), KEY) is None
     frame = spark.createDataFrame([('{"detail":{"productId":" b0abc "}}',), ('{"detail":{"productId":"B0\\u0041"}}',),
                                    (None,)], "value string")

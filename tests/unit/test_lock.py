@@ -1,7 +1,12 @@
 """The per-table run lock, on both backends: a local folder and S3 (moto over HTTP).
 
+moto checks a conditional write's precondition and then writes, so two racing PutObject
+If-None-Match: * can both succeed there; S3 applies them atomically (one 200, the other 412
+or 409). The S3 locks here talk to a moto server that answers one request at a time, which
+gives back that atomicity without changing what each request does.
+
 Expiry and renewal run on a fake clock and call renew() directly; only the renewal-thread test
-sleeps (a fraction of a second, with a short lease).
+sleeps (3 s, with a short lease).
 """
 import json
 import logging
@@ -84,9 +89,34 @@ class Store:
                 fh.write(data)
 
 
+class OneRequestAtATime:
+    """WSGI middleware: the app answers one request at a time (the whole response, under a lock)."""
+
+    def __init__(self, app):
+        self.app, self.lock = app, threading.Lock()
+
+    def __call__(self, environ, start_response):
+        with self.lock:
+            return list(self.app(environ, start_response))
+
+
+@pytest.fixture(scope="module")
+def atomic_moto_endpoint():
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+    from werkzeug.serving import make_server
+
+    app = OneRequestAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    thread.join(timeout=10)
+
+
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
-    endpoint = request.getfixturevalue("moto_endpoint") if request.param == "s3" else None
+    endpoint = request.getfixturevalue("atomic_moto_endpoint") if request.param == "s3" else None
     made = Store(request.param, tmp_path, endpoint)
     yield made
     for lock in made.locks:
@@ -301,14 +331,15 @@ def test_two_runs_racing_for_a_table_exactly_one_wins(store):
 
 
 def test_the_renewal_thread_keeps_a_short_lease_alive(store):
-    lock = store.lock("run-1", clock=time.time, lease_s=0.6)
+    # a renewal has lease x 2/3 to land: 0.8 s, room for a loaded machine's slow request
+    lock = store.lock("run-1", clock=time.time, lease_s=1.2)
     lock.acquire()
     first_expiry = store.body()["expires_at"]
-    time.sleep(1.5)  # 2.5 leases: about 7 renewals at lease / 3
+    time.sleep(3.0)  # 2.5 leases: about 7 renewals at lease / 3
     lock.check()
     assert store.body()["expires_at"] > first_expiry
     with pytest.raises(LockRefused):
-        store.lock("run-2", clock=time.time, lease_s=0.6).acquire()
+        store.lock("run-2", clock=time.time, lease_s=1.2).acquire()
     lock.release()
     assert store.raw() is None
 

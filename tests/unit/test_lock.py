@@ -111,6 +111,7 @@ def atomic_moto_endpoint():
     thread.start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()  # the listening socket, which shutdown() leaves open
     thread.join(timeout=10)
 
 

@@ -1,6 +1,7 @@
 """idstore's jar: JVM code for the steps where Spark's built-ins cost the most.
 
-The pre-filter's function (on the executors) and the Parquet footer reader (on the driver).
+The pre-filter's function and the JSON line parser (on the executors), and the Parquet footer
+reader (on the driver).
 The jar (jvm/src, built by `make setup` with scripts/build-jvm.sh) lives in this package, so
 the wheel the bootstrap action installs carries it to every node. A run adds it to its session
 (ADD JAR: the driver loads it, the executors fetch it from the driver) and loads its classes
@@ -13,6 +14,7 @@ from typing import List, Optional, Sequence
 
 from py4j.protocol import Py4JError
 from pyspark.sql import Column, SparkSession
+from pyspark.sql.types import StructType
 
 from idstore.spark import session_hadoop_conf
 
@@ -20,6 +22,7 @@ log = logging.getLogger(__name__)
 JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
+_JSON_LINES_CLASS = "idstore.jvm.JsonLines"
 # footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
 FOOTER_THREADS = 16
 
@@ -62,6 +65,26 @@ def plain_value(spark: SparkSession, line: Column, key: str) -> Optional[Column]
         return Column(function.column(line._jc, key))
     except Py4JError as exc:  # e.g. NoSuchMethodError: another Spark line's constructor
         log.warning("idstore's jar cannot build its candidate test on this Spark (%s)", str(exc).splitlines()[0])
+        return None
+
+
+def json_rows(spark: SparkSession, line: Column, schema: StructType, corrupt: str) -> Optional[Column]:
+    """`line` parsed as spark.read.json parses a line, PERMISSIVE, `corrupt` set on a bad one; None without the jar.
+
+    idstore.jvm.JsonLines: Spark's own JSON parser over the line's UTF-8 bytes, where
+    from_json decodes every line to chars first (a third of its parse time on the narrow
+    benchmark archive). A line that is not valid UTF-8 is malformed, as in Spark's JSON
+    source; from_json reads its bad bytes as U+FFFD. None too on a Spark whose parser
+    classes the jar does not link against (the caller falls back to from_json).
+    """
+    factory = _instance(spark, _JSON_LINES_CLASS)
+    if factory is None:
+        return None
+    try:
+        time_zone = spark.conf.get("spark.sql.session.timeZone")
+        return Column(factory.column(line._jc, schema.json(), corrupt, time_zone))
+    except Py4JError as exc:  # e.g. NoSuchMethodError: another Spark line's parser classes
+        log.warning("idstore's jar cannot parse JSON on this Spark (%s)", str(exc).splitlines()[0])
         return None
 
 

@@ -60,6 +60,34 @@ def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(
     }
 
 
+def test_a_line_that_is_not_utf8_is_malformed_and_quarantined(job):
+    def with_bad_byte(line: str) -> bytes:  # written compactly, so kept reads its plain id
+        return json.dumps(json.loads(line), separators=(",", ":")).encode().replace(b'"pick"', b'"p\xffck"')
+
+    lines = [nested_event("good-1", IDS[0], DAY).encode(), with_bad_byte(nested_event("bytes-in-set", IDS[1], DAY)),
+             with_bad_byte(nested_event("bytes-other", "NOT-IN-SET", DAY))]
+    path = job.events / f"dt={DAY}" / "part-00000.json"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    job.snapshot(IDS)
+
+    def utf8(line: bytes) -> bool:
+        try:
+            line.decode("utf-8")
+            return True
+        except UnicodeDecodeError:
+            return False
+
+    in_set = [json.loads(line.decode("utf-8", "replace"))["detail"]["productId"] in IDS for line in lines]
+    for validate in ("kept", "all"):
+        report = job.run(f"events.validate={validate}", run_id=f"utf8-{validate}")
+        assert report.details["json_parser"] == "jar"
+        assert output_events(job.output) == {("good-1", DAY)}
+        # kept parses only the lines whose plain id is in the set; all parses every line
+        bad = [not utf8(line) and (validate == "all" or member) for line, member in zip(lines, in_set)]
+        assert report.counts["malformed"] == sum(bad) == (1 if validate == "kept" else 2)
+
+
 def test_a_truncated_gzip_among_good_files_fails_the_run_by_default_and_is_skipped_when_asked(job):
     write_lines(job.events, DAY, "part-00000.json.gz", [nested_event(f"ok-{i}", IDS[i % 50], DAY) for i in range(200)])
     victim = write_lines(job.events, DAY, "part-00001.json.gz", [nested_event(f"lost-{i}", IDS[0], DAY)

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, EventsConfig
+from idstore.jvm import json_rows
 from idstore.spark import session_hadoop_conf
 
 log = logging.getLogger(__name__)
@@ -124,13 +125,23 @@ def read_lines(
     return lines.filter(~blank)
 
 
-def parsed_line(cfg: EventsConfig) -> Column:
+def parsed_line(spark: SparkSession, cfg: EventsConfig) -> Column:
     """The line parsed with the schema, PERMISSIVE, `_corrupt_record` kept: a struct column.
 
-    The same Jackson parser and options as Spark's JSON source; a line that is not one
-    JSON object of the schema's shape (an array, a string, cut, a struct field holding a
-    string) gets `_corrupt_record`.
+    A line that is not one JSON object of the schema's shape (an array, a string, cut, a
+    struct field holding a string; with the jar, bytes that are not UTF-8) gets
+    `_corrupt_record`. Parsed by json_parser's choice.
     """
+    return _parsed_line(spark, cfg)[0]
+
+
+def json_parser(spark: SparkSession, cfg: EventsConfig) -> str:
+    """What parses a line: "jar" (idstore.jvm.json_rows, Spark's JSON source parser over the
+    line's bytes) or, without the jar, "from_json" (the same parser over decoded chars)."""
+    return _parsed_line(spark, cfg)[1]
+
+
+def _parsed_line(spark: SparkSession, cfg: EventsConfig) -> Tuple[Column, str]:
     schema = event_schema(cfg)
     with_corrupt = T.StructType(schema.fields + [T.StructField(CORRUPT, T.StringType())])
     # An optimizer barrier: the line passes through a non-deterministic (but identity)
@@ -138,13 +149,17 @@ def parsed_line(cfg: EventsConfig) -> Column:
     # not-null) below the parse, where it would parse every line, several times, before a
     # pre-filter had dropped any.
     line = F.when(F.spark_partition_id() >= 0, F.col(LINE))
-    return F.from_json(line, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    parsed = json_rows(spark, line, with_corrupt, CORRUPT)
+    if parsed is not None:
+        return parsed, "jar"
+    return F.from_json(line, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}), "from_json"
 
 
 def parse_lines(lines: DataFrame, cfg: EventsConfig) -> DataFrame:
     """Transform of read_lines' rows: the schema's columns and `_corrupt_record` in place of the line."""
     others = [F.col(f"`{c}`") for c in lines.columns if c != LINE]
-    return lines.select(parsed_line(cfg).alias("_idstore_parsed"), *others).select("_idstore_parsed.*", *others)
+    parsed = parsed_line(lines.sparkSession, cfg).alias("_idstore_parsed")
+    return lines.select(parsed, *others).select("_idstore_parsed.*", *others)
 
 
 def id_field_type(schema: T.StructType, id_field: str) -> str:

@@ -46,6 +46,7 @@ from idstore.events.reader import (
     event_schema,
     id_column,
     id_field_type,
+    json_parser,
     list_files,
     list_partitions,
     parse_lines,
@@ -450,6 +451,12 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
         if report.details["candidate_test"] != events_cfg.candidate_test:
             log.warning("%s is missing (make setup builds it) or does not fit this Spark: the pre-filter uses "
                         "its built-in candidate test, which gives the same answers more slowly", JAR)
+    if events_cfg.format == "json":
+        report.details["json_parser"] = json_parser(spark, events_cfg)
+        if report.details["json_parser"] != "jar":
+            log.warning("%s is missing or does not fit this Spark: lines are parsed with from_json, more slowly, "
+                        "and a line that is not UTF-8 is read with U+FFFD in place of its bad bytes instead of "
+                        "being quarantined as malformed", JAR)
     if dry_run:
         id_set.ids.unpersist()
         plan = plan_filter(spark, config, days, ids_from, id_count, join)

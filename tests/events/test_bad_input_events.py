@@ -81,7 +81,7 @@ def test_a_line_that_is_not_utf8_is_malformed_and_quarantined(job):
     in_set = [json.loads(line.decode("utf-8", "replace"))["detail"]["productId"] in IDS for line in lines]
     for validate in ("kept", "all"):
         report = job.run(f"events.validate={validate}", run_id=f"utf8-{validate}")
-        assert report.details["json_parser"] == "jar"
+        assert report.details["json_parser"] == "jvm"
         assert output_events(job.output) == {("good-1", DAY)}
         # kept parses only the lines whose plain id is in the set; all parses every line
         bad = [not utf8(line) and (validate == "all" or member) for line, member in zip(lines, in_set)]

@@ -43,7 +43,7 @@ def test_filter_keeps_exactly_the_events_of_the_id_set(pg, job_conf):
     assert report["details"]["per_day"]["2024-05-02"]["read"] == 5000
     assert "broadcast left-semi join" in report["details"]["join"]
     assert report["details"]["candidate_test"] == "jvm"  # idstore's jar, added by the run itself
-    assert report["details"]["json_parser"] == "jar"
+    assert report["details"]["json_parser"] == "jvm"
     # the human summary, as the step's log shows it
     assert "idstore filter run" in output and "SUCCEEDED" in output and f"matched: {len(expected):,}" in output
 

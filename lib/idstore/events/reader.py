@@ -136,7 +136,7 @@ def parsed_line(spark: SparkSession, cfg: EventsConfig) -> Column:
 
 
 def json_parser(spark: SparkSession, cfg: EventsConfig) -> str:
-    """What parses a line: "jar" (idstore.jvm.json_rows, Spark's JSON source parser over the
+    """What parses a line: "jvm" (idstore.jvm.json_rows, Spark's JSON source parser over the
     line's bytes) or, without the jar, "from_json" (the same parser over decoded chars)."""
     return _parsed_line(spark, cfg)[1]
 
@@ -151,7 +151,7 @@ def _parsed_line(spark: SparkSession, cfg: EventsConfig) -> Tuple[Column, str]:
     line = F.when(F.spark_partition_id() >= 0, F.col(LINE))
     parsed = json_rows(spark, line, with_corrupt, CORRUPT)
     if parsed is not None:
-        return parsed, "jar"
+        return parsed, "jvm"
     return F.from_json(line, with_corrupt, {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}), "from_json"
 
 

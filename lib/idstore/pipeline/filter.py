@@ -453,7 +453,7 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
                         "its built-in candidate test, which gives the same answers more slowly", JAR)
     if events_cfg.format == "json":
         report.details["json_parser"] = json_parser(spark, events_cfg)
-        if report.details["json_parser"] != "jar":
+        if report.details["json_parser"] != "jvm":
             log.warning("%s is missing or does not fit this Spark: lines are parsed with from_json, more slowly, "
                         "and a line that is not UTF-8 is read with U+FFFD in place of its bad bytes instead of "
                         "being quarantined as malformed", JAR)

@@ -94,7 +94,8 @@ public final class JsonLines implements Serializable {
   }
 
   private FailureSafeParser<UTF8String> newParser() {
-    scala.collection.immutable.Map<String, String> settings = scala.collection.immutable.Map$.MODULE$.<String, String>empty()
+    scala.collection.immutable.Map<String, String> settings =
+        scala.collection.immutable.Map$.MODULE$.<String, String>empty()
         .updated("mode", "PERMISSIVE")
         .updated("columnNameOfCorruptRecord", corruptColumn);
     JSONOptions options = new JSONOptions(settings, timeZone, corruptColumn);

@@ -1,5 +1,5 @@
-"""The jar's JSON line parser: row for row what Spark's JSON source reads from the same file,
-and what from_json reads wherever a line is valid UTF-8."""
+"""The jar's JSON line parser: row for row what from_json reads wherever a line is valid
+UTF-8, and what Spark's JSON source reads from a line that is not."""
 import random
 
 import pytest

@@ -374,7 +374,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--fractions", default="0.03,0.1", help="fractions of events whose id is in the set")
     parser.add_argument("--files-per-day", type=int, default=4)
     parser.add_argument("--formats", default=",".join(FORMATS))
-    parser.add_argument("--wide-fractions", default="0.1", help="fractions run on the wide json.gz archive")
+    parser.add_argument("--wide-fractions", default="0.03,0.1",
+                        help="fractions run on the wide json.gz archive (default 0.03,0.1)")
     parser.add_argument("--contenders", default="|".join(DEFAULT_CONTENDERS),
                         help="'|'-separated, of: " + ", ".join(CONTENDERS))
     parser.add_argument("--driver-memory", default="3g")

@@ -73,8 +73,8 @@ def json_rows(spark: SparkSession, line: Column, schema: StructType, corrupt: st
 
     idstore.jvm.JsonLines: Spark's own JSON parser over the line's UTF-8 bytes, where
     from_json decodes every line to chars first (2/5 of its parse time on the narrow
-    benchmark lines, 1/5 on the wide ones). A line that is not valid UTF-8 is malformed, as in Spark's JSON
-    source; from_json reads its bad bytes as U+FFFD. None too on a Spark whose parser
+    benchmark lines, 1/5 on the wide ones). A line that is not valid UTF-8 is malformed, as
+    in Spark's JSON source; from_json reads its bad bytes as U+FFFD. None too on a Spark whose parser
     classes the jar does not link against (the caller falls back to from_json).
     """
     factory = _instance(spark, _JSON_LINES_CLASS)

@@ -138,16 +138,15 @@ def test_the_budget_holds_when_the_number_of_tasks_grows_in_the_middle_of_a_writ
     active = [s for s, wcu in enumerate(series) if wcu > 0]
     steady = series[active[0] + 1:active[-1]]  # whole seconds only: the first and last are partial
     after = series[growth + 1:active[-1]]  # whole seconds after the growth
-    assert len(after) >= 4, series
-    # No steady second over the budget beyond the allowed burst (1 s of budget, spread over the
-    # tasks' buckets; batches of 25 WCU land on either side of a second's boundary): 4 tasks at
-    # the static split would put 2,000 WCU/s here.
-    allowed_burst = 0.15 * budget
-    assert max(steady) <= budget + allowed_burst, series
-    # over any run of whole seconds the table took at most the budget plus one burst
+    # The contract: over any run of whole seconds the table takes at most the budget plus one
+    # burst, 1 s of the budget spread over the tasks' buckets (a task stalled by the machine
+    # makes the lost time up, up to its bucket, so a single second may run over). The static
+    # split puts 2,000 WCU/s here from the growth on: 2 s of it already exceed the bound by 1,000.
+    allowed_burst = budget * settings.burst_s
     for start_s in range(len(steady)):
         for end_s in range(start_s + 1, len(steady) + 1):
             assert sum(steady[start_s:end_s]) <= budget * (end_s - start_s) + allowed_burst, series
+    assert len(after) >= 4, series
     # and the budget was used, by 2 tasks and by 4: leasing does not starve the write
     assert sum(after) / len(after) >= 0.85 * budget, series
     assert sum(steady[:growth - active[0] - 1]) / max(1, growth - active[0] - 1) >= 0.85 * budget, series

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# OS packages idstore's local runs need: Java 17 for Spark (the JDK: javac builds idstore's jar), PostgreSQL 15 (the Redshift
-# stand-in), Debian's PostgreSQL JDBC driver jar and Maven (scripts/fetch-jars.sh fetches the
+# OS packages idstore's local runs need: Java 17 for Spark (the JDK: javac builds idstore's jar),
+# PostgreSQL 15 and pgbouncer in front of it (the Redshift stand-in, which the Redshift JDBC driver
+# can log in to), Debian's PostgreSQL JDBC driver jar and Maven (scripts/fetch-jars.sh fetches the
 # pinned hadoop-aws, AWS SDK bundle and Redshift driver jars with it). Installs only what is missing.
 set -euo pipefail
 
@@ -8,6 +9,7 @@ missing=()
 command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
 command -v shellcheck >/dev/null || missing+=(shellcheck)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+{ [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null; } || missing+=(pgbouncer)
 [ -f /usr/share/java/postgresql.jar ] || missing+=(libpostgresql-jdbc-java)
 command -v mvn >/dev/null || missing+=(maven)
 

@@ -1,7 +1,7 @@
 """idstore's jar: JVM code for the steps where Spark's built-ins cost the most.
 
-The pre-filter's function and the JSON line parser (on the executors), and the Parquet footer
-reader (on the driver).
+The pre-filter's function and the JSON line parser (on the executors), the Parquet footer
+reader (on the driver), and the Redshift driver's JDBC dialect (both).
 The jar (jvm/src, built by `make setup` with scripts/build-jvm.sh) lives in this package, so
 the wheel the bootstrap action installs carries it to every node. A run adds it to its session
 (ADD JAR: the driver loads it, the executors fetch it from the driver) and loads its classes
@@ -23,6 +23,7 @@ JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
 _JSON_LINES_CLASS = "idstore.jvm.JsonLines"
+REDSHIFT_READ_DRIVER = "idstore.jvm.RedshiftReadDriver"
 # footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
 FOOTER_THREADS = 16
 
@@ -86,6 +87,24 @@ def json_rows(spark: SparkSession, line: Column, schema: StructType, corrupt: st
     except Py4JError as exc:  # e.g. NoSuchMethodError: another Spark line's parser classes
         log.warning("idstore's jar cannot parse JSON on this Spark (%s)", str(exc).splitlines()[0])
         return None
+
+
+def redshift_read_driver(spark: SparkSession) -> Optional[str]:
+    """The driver class to name for jdbc:redshift: reads, which brings idstore's Redshift dialect; None without the jar.
+
+    Loading it registers the dialect (fetch-size reads in a transaction, TIMESTAMPTZ as a
+    timestamp) in the driver JVM here, and in each executor's when Spark loads the named driver
+    there. Spark finds a driver class through the thread's context loader: made the jar's here.
+    """
+    if _instance(spark, REDSHIFT_READ_DRIVER) is None:
+        log.warning(
+            "idstore's jar is missing: reading through the Redshift driver without idstore's dialect "
+            "(source.fetchsize has no effect, TIMESTAMPTZ columns are refused)"
+        )
+        return None
+    loader = spark._jsparkSession.sharedState().jarClassLoader()
+    spark._jvm.java.lang.Thread.currentThread().setContextClassLoader(loader)
+    return REDSHIFT_READ_DRIVER
 
 
 def parquet_footers(spark: SparkSession, roots: Sequence[str], id_field: str) -> Optional[List[FileFooter]]:

@@ -9,6 +9,7 @@ from typing import Dict, List
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import ConfigError, SourceConfig
+from idstore.jvm import redshift_read_driver
 from idstore.source.credentials import Credentials, uses_iam
 
 log = logging.getLogger(__name__)
@@ -94,9 +95,12 @@ def read_source(spark: SparkSession, source: SourceConfig, credentials: Credenti
         return reader.options(**unload_options(source, credentials)).load()
     predicates = hash_predicates(source.url, source.id_column, source.partitions)
     log.info("reading the source in %d hash partitions (%s)", len(predicates), dialect(source.url))
+    properties = jdbc_properties(source, credentials)
+    if dialect(source.url) == "redshift":
+        properties["driver"] = redshift_read_driver(spark) or properties["driver"]
     return spark.read.jdbc(
         url=source.url,
         table=subquery(source.query),
         predicates=predicates,
-        properties=jdbc_properties(source, credentials),
+        properties=properties,
     )

@@ -52,7 +52,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="idstore local",
-        description="Throwaway PostgreSQL (Redshift stand-in) and moto server for local runs.",
+        description="Throwaway PostgreSQL behind pgbouncer (the Redshift stand-in, read through the "
+        "Redshift JDBC driver) and a moto server, for local runs.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -68,9 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     up = add(
         "up",
         _up,
-        "start PostgreSQL and moto in the background; write DIR/stack.json and DIR/local.toml",
+        "start PostgreSQL, pgbouncer and moto in the background; write DIR/stack.json and DIR/local.toml",
     )
     up.add_argument("--pg-port", type=int, default=0, help="PostgreSQL port (default: a free one)")
+    up.add_argument(
+        "--bouncer-port", type=int, default=0,
+        help="pgbouncer port, where jdbc:redshift:// reads (default: a free one)",
+    )
     up.add_argument("--moto-port", type=int, default=0, help="moto port (default: a free one)")
     up.add_argument(
         "--program", default="FFA", help="program the generated config selects (default FFA)"
@@ -132,7 +137,9 @@ def _up(args: argparse.Namespace) -> int:
         (state_dir / STATE_FILE).unlink()
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    stack = LocalStack(pg_port=args.pg_port, moto_port=args.moto_port, stop_at_exit=False)
+    stack = LocalStack(
+        pg_port=args.pg_port, moto_port=args.moto_port, bouncer_port=args.bouncer_port, stop_at_exit=False
+    )
     try:
         info = stack.start()
     except StackError as exc:
@@ -156,6 +163,7 @@ def _up(args: argparse.Namespace) -> int:
         record = dict(
             state.to_dict(),
             jdbc_url=info.jdbc_url,
+            postgres_jdbc_url=info.postgres_jdbc_url,
             moto_endpoint=info.moto_endpoint,
             region=info.region,
             secret_id=info.secret_id,
@@ -171,7 +179,8 @@ def _up(args: argparse.Namespace) -> int:
         stack.stop()
         raise
 
-    print(f"PostgreSQL  {info.jdbc_url}  user {info.pg_user}  (pid {state.pg_pid})")
+    print(f"Redshift    {info.jdbc_url}  user {info.pg_user}  (pgbouncer, pid {state.bouncer_pid}; the jobs read here)")
+    print(f"PostgreSQL  {info.postgres_jdbc_url}  user {info.pg_user}  (pid {state.pg_pid})")
     print(
         f"moto        {info.moto_endpoint}  (pid {state.moto_pid}; DynamoDB table {TABLE} created)"
     )
@@ -203,7 +212,8 @@ def _down(args: argparse.Namespace) -> int:
     else:
         LocalStack.from_state(state).stop()
         print(
-            f"stopped PostgreSQL (pid {state.pg_pid}) and moto (pid {state.moto_pid}); "
+            f"stopped pgbouncer (pid {state.bouncer_pid}), PostgreSQL (pid {state.pg_pid}) "
+            f"and moto (pid {state.moto_pid}); "
             f"removed {state.work_dir}"
         )
     for name in (STATE_FILE, CONFIG_FILE):
@@ -223,7 +233,12 @@ def _status(args: argparse.Namespace) -> int:
         print(f"no local stack in {state_dir} (start one with `idstore local up`)")
         return 1
     pg_up = is_running(state.pg_pid, state.pg_data_dir) and _listening(state.pg_port)
+    bouncer_up = is_running(state.bouncer_pid, state.bouncer_dir) and _listening(state.bouncer_port)
     moto_up = is_running(state.moto_pid, "moto") and _listening(state.moto_port)
+    print(
+        f"pgbouncer   {'running' if bouncer_up else 'NOT running'}  pid {state.bouncer_pid}  "
+        f"jdbc:redshift://127.0.0.1:{state.bouncer_port}/idstore"
+    )
     print(
         f"PostgreSQL  {'running' if pg_up else 'NOT running'}  pid {state.pg_pid}  "
         f"jdbc:postgresql://127.0.0.1:{state.pg_port}/idstore"
@@ -233,9 +248,10 @@ def _status(args: argparse.Namespace) -> int:
         f"http://127.0.0.1:{state.moto_port}"
     )
     print(f"config      {state_dir / CONFIG_FILE}")
-    if not (pg_up and moto_up):
+    up = pg_up and bouncer_up and moto_up
+    if not up:
         print("`idstore local down` cleans up, `idstore local up` starts afresh")
-    return 0 if pg_up and moto_up else 1
+    return 0 if up else 1
 
 
 def _seed(args: argparse.Namespace) -> int:
@@ -304,7 +320,11 @@ def _load_state(state_dir: Path) -> Optional[StackState]:
 
 
 def _running(state: StackState) -> bool:
-    return is_running(state.pg_pid, state.pg_data_dir) and is_running(state.moto_pid, "moto")
+    return (
+        is_running(state.pg_pid, state.pg_data_dir)
+        and is_running(state.bouncer_pid, state.bouncer_dir)
+        and is_running(state.moto_pid, "moto")
+    )
 
 
 def _listening(port: int) -> bool:

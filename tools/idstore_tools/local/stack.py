@@ -1,9 +1,11 @@
-"""The local stack: a throwaway PostgreSQL (the Redshift stand-in) and a moto server.
+"""The local stack: a throwaway PostgreSQL behind pgbouncer (the Redshift stand-in) and a moto server.
 
-Used by the demo, `idstore local up|down` and the tests; both bind 127.0.0.1 on free ports.
+Used by the demo, `idstore local up|down` and the tests; all bind 127.0.0.1 on free ports.
+pgbouncer is what lets the real Redshift JDBC driver log in (see PGBOUNCER_IGNORED_PARAMETERS).
 """
 
 import atexit
+import hashlib
 import http.client
 import json
 import logging
@@ -36,8 +38,15 @@ MOTO_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "te
 MOTO_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": REGION}
 # the bucket `idstore local up` and the demo keep the config, the events and every output in
 LOCAL_BUCKET = "idstore-local"
-# initdb and postgres refuse to run as root; this user owns the cluster then.
+# initdb, postgres and pgbouncer refuse to run as root; this user runs them then.
 UNPRIVILEGED_USER = "nobody"
+# The startup parameters the Redshift JDBC driver (2.1) always sends. PostgreSQL refuses a
+# connection that names a parameter it does not know; pgbouncer drops these before they reach it.
+# That is all pgbouncer does here: it does not emulate Redshift, it lets its driver talk to PostgreSQL.
+PGBOUNCER_IGNORED_PARAMETERS = (
+    "extra_float_digits", "driver_version", "os_version", "client_protocol_version", "client_type",
+    "application_type", "pluginName", "compression", "geometry_mode",
+)
 
 _STOP_TIMEOUT_S = 15.0
 
@@ -55,10 +64,23 @@ class StackInfo:
     pg_database: str
     pg_user: str
     pg_password: str = field(repr=False)
-    jdbc_url: str = ""
+    bouncer_port: int = 0
     moto_endpoint: str = ""
     region: str = REGION
     secret_id: str = SECRET_ID
+
+    @property
+    def jdbc_url(self) -> str:
+        """The source as local runs read it: the Redshift driver, through pgbouncer.
+
+        `ssl=false` in the config, not here: pgbouncer speaks no TLS to its clients.
+        """
+        return f"jdbc:redshift://{self.pg_host}:{self.bouncer_port}/{self.pg_database}"
+
+    @property
+    def postgres_jdbc_url(self) -> str:
+        """PostgreSQL itself, through its own driver (a user may point idstore at PostgreSQL)."""
+        return f"jdbc:postgresql://{self.pg_host}:{self.pg_port}/{self.pg_database}"
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,9 @@ class StackState:
     moto_port: int = 0
     pg_pid: int = 0
     moto_pid: int = 0
+    bouncer_port: int = 0
+    bouncer_pid: int = 0
+    bouncer_dir: str = ""
 
     def to_dict(self) -> Dict[str, Any]:
         return asdict(self)
@@ -83,7 +108,7 @@ class StackState:
 
 
 class LocalStack:
-    """Starts PostgreSQL and moto; `with LocalStack() as info:` stops both on exit.
+    """Starts PostgreSQL, pgbouncer and moto; `with LocalStack() as info:` stops them on exit.
 
     `start()` returns a StackInfo; `stop()` is idempotent, also cleans up after a start
     that failed half-way, and works on a stack started by another process
@@ -97,6 +122,7 @@ class LocalStack:
         work_dir: Optional[Union[str, Path]] = None,
         pg_port: int = 0,
         moto_port: int = 0,
+        bouncer_port: int = 0,
         pg_bin: Optional[Union[str, Path]] = None,
         stop_at_exit: bool = True,
         startup_timeout_s: float = 60.0,
@@ -104,6 +130,7 @@ class LocalStack:
         self._requested_work_dir = Path(work_dir) if work_dir is not None else None
         self._requested_pg_port = pg_port
         self._requested_moto_port = moto_port
+        self._requested_bouncer_port = bouncer_port
         self._pg_bin = Path(pg_bin) if pg_bin is not None else None
         self._stop_at_exit = stop_at_exit
         self._startup_timeout_s = startup_timeout_s
@@ -180,25 +207,36 @@ class LocalStack:
         )
         self._state = _replace(self._state, pg_port=pg_port, pg_pid=postgres.pid)
 
+        bouncer_dir = work_dir / "pgbouncer"
+        bouncer_port = self._requested_bouncer_port or free_port()
+        bouncer_ini = _write_pgbouncer_config(bouncer_dir, pg_port, bouncer_port, password, run_as)
+        self._state = _replace(self._state, bouncer_dir=str(bouncer_dir))
+        deadline = time.monotonic() + self._startup_timeout_s
         info = StackInfo(
             pg_host="127.0.0.1",
             pg_port=pg_port,
             pg_database=PG_DATABASE,
             pg_user=PG_USER,
             pg_password=password,
-            jdbc_url=f"jdbc:postgresql://127.0.0.1:{pg_port}/{PG_DATABASE}",
+            bouncer_port=bouncer_port,
             moto_endpoint=endpoint,
         )
-        deadline = time.monotonic() + self._startup_timeout_s
-        _wait_for_moto(endpoint, moto, work_dir / "moto.log", deadline)
         _wait_for_postgres(info, postgres, work_dir / "postgres.log", deadline)
+        bouncer = self._spawn(
+            [find_pgbouncer(), str(bouncer_ini)], bouncer_dir / "pgbouncer.log", cwd=bouncer_dir, run_as=run_as
+        )
+        self._state = _replace(self._state, bouncer_port=bouncer_port, bouncer_pid=bouncer.pid)
+        _wait_for_moto(endpoint, moto, work_dir / "moto.log", deadline)
+        _wait_for_postgres(info, bouncer, bouncer_dir / "pgbouncer.log", deadline, port=bouncer_port)
         install_fnv_hash(info)
         store_source_secret(info)
         self._info = info
         log.info(
-            "local stack up: postgres %s (pid %d), moto %s (pid %d), work dir %s",
-            info.jdbc_url,
+            "local stack up: postgres %s (pid %d), pgbouncer %s (pid %d), moto %s (pid %d), work dir %s",
+            info.postgres_jdbc_url,
             postgres.pid,
+            info.jdbc_url,
+            bouncer.pid,
             endpoint,
             moto.pid,
             work_dir,
@@ -232,13 +270,18 @@ class LocalStack:
         return proc
 
     def stop(self) -> None:
-        """Stop both servers, remove the temp data; safe to call twice or after a failed start."""
+        """Stop the servers, remove the temp data; safe to call twice or after a failed start."""
         if self._atexit_registered:
             atexit.unregister(self.stop)
             self._atexit_registered = False
         state = self._state
         if state is None:
             return
+        if state.bouncer_pid:
+            # SIGINT: a safe shutdown that waits for nothing (its clients are gone or expendable)
+            _stop_process(
+                state.bouncer_pid, self._procs.get(state.bouncer_pid), signal.SIGINT, marker=state.bouncer_dir
+            )
         if state.pg_pid:
             _stop_process(
                 state.pg_pid, self._procs.get(state.pg_pid), signal.SIGINT, marker=state.pg_data_dir
@@ -249,8 +292,10 @@ class LocalStack:
             )
         if state.owns_work_dir:
             shutil.rmtree(state.work_dir, ignore_errors=True)
-        elif state.pg_data_dir:
-            shutil.rmtree(state.pg_data_dir, ignore_errors=True)
+        else:
+            for folder in (state.pg_data_dir, state.bouncer_dir):
+                if folder:
+                    shutil.rmtree(folder, ignore_errors=True)
         self._procs.clear()
         self._state = None
         self._info = None
@@ -275,6 +320,14 @@ def find_pg_bin() -> Path:
         if (candidate / "postgres").is_file() and (candidate / "initdb").is_file():
             return candidate
     raise StackError("PostgreSQL binaries (initdb, postgres) not found; install postgresql")
+
+
+def find_pgbouncer() -> str:
+    """pgbouncer's binary (Debian installs it in /usr/sbin, which a user's PATH may lack)."""
+    for candidate in (shutil.which("pgbouncer"), "/usr/sbin/pgbouncer"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise StackError("pgbouncer not found; install Debian's pgbouncer (make system-deps)")
 
 
 def free_port() -> int:
@@ -319,7 +372,7 @@ def info_from_state(state: StackState, password: Optional[str] = None) -> StackI
         pg_database=PG_DATABASE,
         pg_user=PG_USER,
         pg_password=password,
-        jdbc_url=f"jdbc:postgresql://127.0.0.1:{state.pg_port}/{PG_DATABASE}",
+        bouncer_port=state.bouncer_port,
         moto_endpoint=endpoint,
     )
 
@@ -402,15 +455,15 @@ def install_fnv_hash(info: StackInfo) -> None:
         conn.close()
 
 
-def connect_postgres(info: StackInfo, database: Optional[str] = None):
-    """A pg8000 DB-API connection to the stack's PostgreSQL (not autocommit)."""
+def connect_postgres(info: StackInfo, database: Optional[str] = None, port: int = 0):
+    """A pg8000 DB-API connection to the stack's PostgreSQL (not autocommit); `port` may be pgbouncer's."""
     import pg8000.dbapi
 
     return pg8000.dbapi.connect(
         user=info.pg_user,
         password=info.pg_password,
         host=info.pg_host,
-        port=info.pg_port,
+        port=port or info.pg_port,
         database=database or info.pg_database,
         timeout=30,
     )
@@ -518,6 +571,7 @@ def write_local_config(
                 "password_env": "",
                 "secret_id": info.secret_id,
                 "partitions": 4,
+                "ssl": False,  # pgbouncer speaks no TLS to its clients; Redshift's endpoints do
             },
         ),
         (
@@ -723,9 +777,10 @@ def _init_postgres(
         "--auth=trust",
     ]
     _run_checked(initdb, "initdb", cwd=cwd, **user_args)
-    # Only TCP from 127.0.0.1 with SCRAM; there is no unix socket to trust.
+    # Only TCP from 127.0.0.1, md5: pgbouncer logs in with the md5 verifier its auth_file holds,
+    # so that file never holds the password itself. There is no unix socket to trust.
     hba = data_dir / "pg_hba.conf"
-    hba.write_text("host all all 127.0.0.1/32 scram-sha-256\n")
+    hba.write_text("host all all 127.0.0.1/32 md5\n")
     if run_as is not None:
         os.chown(hba, run_as.pw_uid, run_as.pw_gid)
     single = [
@@ -737,6 +792,8 @@ def _init_postgres(
         "fsync=off",
         "-c",
         "log_min_error_statement=panic",
+        "-c",
+        "password_encryption=md5",
         "postgres",
     ]
     sql = (
@@ -779,12 +836,56 @@ def _postgres_command(pg_bin: Path, data_dir: Path, port: int) -> List[str]:
         "full_page_writes": "off",
         "shared_buffers": "32MB",
         "max_connections": "50",
-        "password_encryption": "scram-sha-256",
+        "password_encryption": "md5",
     }
     command = [str(pg_bin / "postgres"), "-D", str(data_dir)]
     for key, value in settings.items():
         command += ["-c", f"{key}={value}"]
     return command
+
+
+def md5_verifier(user: str, password: str) -> str:
+    """PostgreSQL's md5 password verifier: what pg_authid stores and pgbouncer's auth_file may hold."""
+    return "md5" + hashlib.md5((password + user).encode("utf-8")).hexdigest()
+
+
+def _write_pgbouncer_config(
+    folder: Path, pg_port: int, port: int, password: str, run_as: Optional[pwd.struct_passwd]
+) -> Path:
+    """pgbouncer.ini and its auth_file in `folder` (0700, the unprivileged user's); returns the ini.
+
+    md5 to the clients (the Redshift driver refuses SCRAM) and to PostgreSQL; every database
+    name is passed through; no unix socket; the startup parameters of the driver dropped.
+    """
+    folder.mkdir(mode=0o700)
+    users = folder / "userlist.txt"
+    users.write_text(f'"{PG_USER}" "{md5_verifier(PG_USER, password)}"\n')
+    ini = folder / "pgbouncer.ini"
+    settings = {
+        "listen_addr": "127.0.0.1",
+        "listen_port": str(port),
+        "unix_socket_dir": "",
+        "auth_type": "md5",
+        "auth_file": str(users),
+        "pool_mode": "session",
+        "max_client_conn": "200",
+        "default_pool_size": "40",
+        "ignore_startup_parameters": ", ".join(PGBOUNCER_IGNORED_PARAMETERS),
+        "server_tls_sslmode": "disable",
+        "pidfile": "",
+        "logfile": "",
+    }
+    ini.write_text(
+        "[databases]\n"
+        f"* = host=127.0.0.1 port={pg_port}\n"
+        "[pgbouncer]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
+    )
+    for path in (folder, users, ini):
+        if path != folder:
+            path.chmod(0o600)
+        if run_as is not None:
+            os.chown(path, run_as.pw_uid, run_as.pw_gid)
+    return ini
 
 
 def _moto_command(port: int) -> List[str]:
@@ -810,14 +911,17 @@ def _wait_for_moto(endpoint: str, proc: subprocess.Popen, log_path: Path, deadli
 
 
 def _wait_for_postgres(
-    info: StackInfo, proc: subprocess.Popen, log_path: Path, deadline: float
+    info: StackInfo, proc: subprocess.Popen, log_path: Path, deadline: float, port: int = 0
 ) -> None:
+    """Until `select 1` answers on PostgreSQL's port, or on `port` (pgbouncer's) when given."""
+    what = "pgbouncer" if port else "postgres"
+    port = port or info.pg_port
     last_error: Optional[BaseException] = None
     while True:
         if proc.poll() is not None:
-            raise StackError(f"postgres exited with {proc.returncode}:\n{_tail(log_path)}")
+            raise StackError(f"{what} exited with {proc.returncode}:\n{_tail(log_path)}")
         try:
-            conn = connect_postgres(info)
+            conn = connect_postgres(info, port=port)
             try:
                 cursor = conn.cursor()
                 cursor.execute("select 1")
@@ -828,9 +932,7 @@ def _wait_for_postgres(
         except Exception as exc:  # noqa: BLE001 - refused, or "the database system is starting up"
             last_error = exc
         if time.monotonic() > deadline:
-            raise StackError(
-                f"postgres not ready on port {info.pg_port} ({last_error}):\n{_tail(log_path)}"
-            )
+            raise StackError(f"{what} not ready on port {port} ({last_error}):\n{_tail(log_path)}")
         time.sleep(0.1)
 
 

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from idstore_tools.local.stack import MOTO_ENV
-from idstore_tools.local_submit import JDBC_JAR
+from idstore_tools.local_submit import JDBC_JAR, redshift_driver_jar
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
 # Every JVM of the suite (the session's, each spark-submit's) lives for seconds on tiny data:
@@ -30,7 +30,8 @@ def spark():
         .config("spark.default.parallelism", "2")
         .config("spark.pyspark.python", sys.executable)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
-        .config("spark.jars", str(JDBC_JAR))
+        # the two JDBC drivers only: the suite reads its stack through the Redshift driver
+        .config("spark.jars", f"{JDBC_JAR},{redshift_driver_jar()}")
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
@@ -39,12 +40,18 @@ def spark():
 
 
 @pytest.fixture(scope="session")
-def stack():
-    """One local stack (PostgreSQL + moto server) for every test that needs one."""
+def local_stack():
+    """One local stack (PostgreSQL behind pgbouncer + moto server) for every test that needs one."""
     from idstore_tools.local.stack import LocalStack
 
-    with LocalStack() as info:
-        yield info
+    with LocalStack() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def stack(local_stack):
+    """How to reach the suite's stack (a StackInfo)."""
+    return local_stack.info
 
 
 @pytest.fixture

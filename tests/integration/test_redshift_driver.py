@@ -4,7 +4,7 @@ refuses first, naming source.url."""
 import pytest
 
 from idstore.config import ConfigError, load_config
-from idstore_tools.local_submit import REDSHIFT_DRIVER, require_jars
+from idstore_tools.local_submit import REDSHIFT_DRIVER, redshift_driver_jar
 
 ACCEPTED_BY_IDSTORE = [
     "jdbc:redshift://analytics.abc123.us-east-1.redshift.amazonaws.com:5439/dev",
@@ -34,7 +34,7 @@ REFUSED_BY_IDSTORE_ONLY = ["jdbc:redshift:dev", "jdbc:redshift:foo://host:5439/d
 @pytest.fixture(scope="module")
 def driver(spark):
     """An instance of com.amazon.redshift.jdbc.Driver loaded from the pinned jar inside Spark's JVM."""
-    jar = next(j for j in require_jars("jobs") if j.name.startswith("redshift-jdbc42-"))
+    jar = redshift_driver_jar()
     jvm = spark.sparkContext._jvm
     gateway = spark.sparkContext._gateway
     urls = gateway.new_array(jvm.java.net.URL, 1)

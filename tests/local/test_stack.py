@@ -1,5 +1,6 @@
 """The local stack, real processes: PostgreSQL and moto start, answer, leave nothing behind."""
 
+import hashlib
 import json
 import os
 import pwd
@@ -111,7 +112,40 @@ def test_postgres_answers_with_the_password_from_secrets_manager(stack):
         assert tuple(cursor.fetchone()) == ("idstore", "idstore", "off")
     finally:
         conn.close()
-    assert info.jdbc_url == f"jdbc:postgresql://127.0.0.1:{info.pg_port}/idstore"
+    assert info.postgres_jdbc_url == f"jdbc:postgresql://127.0.0.1:{info.pg_port}/idstore"
+
+
+def test_pgbouncer_logs_in_with_the_same_password_and_reaches_the_same_database(stack):
+    _, info = stack
+    assert info.jdbc_url == f"jdbc:redshift://127.0.0.1:{info.bouncer_port}/idstore"
+    assert info.bouncer_port not in (0, info.pg_port)
+    conn = connect_postgres(info, port=info.bouncer_port)
+    try:
+        cursor = conn.cursor()
+        cursor.execute("select current_user, current_database(), inet_server_port()")
+        assert tuple(cursor.fetchone()) == ("idstore", "idstore", info.pg_port)  # the server behind it
+        # Redshift's FNV_HASH, as its documentation gives it (the partition predicates use it)
+        cursor.execute("select fnv_hash('Amazon Redshift')")
+        assert cursor.fetchone()[0] == 7783490368944507294
+    finally:
+        conn.close()
+    with pytest.raises(pg8000.dbapi.DatabaseError, match="28P01|password"):
+        pg8000.dbapi.connect(
+            user="idstore", password="wrong", host="127.0.0.1", port=info.bouncer_port, database="idstore"
+        )
+
+
+def test_pgbouncer_keeps_a_verifier_not_the_password_and_listens_on_tcp_only(stack):
+    local, info = stack
+    folder = Path(local.state.bouncer_dir)
+    assert folder.stat().st_mode & 0o077 == 0
+    for file in folder.iterdir():
+        if file.is_file():
+            assert info.pg_password not in file.read_text(errors="replace"), file
+    userlist = (folder / "userlist.txt").read_text()
+    assert f'"idstore" "md5{hashlib.md5((info.pg_password + "idstore").encode()).hexdigest()}"' in userlist
+    assert not list(folder.glob(".s.PGSQL.*")) and not list(Path("/tmp").glob(f".s.PGSQL.{info.bouncer_port}"))
+    assert _uid_of(local.state.bouncer_pid) == _uid_of(local.state.pg_pid)
 
 
 def test_postgres_refuses_a_wrong_password(stack):
@@ -195,6 +229,7 @@ def test_local_config_has_real_endpoints_known_keys_and_no_password(stack, tmp_p
     assert config["dynamodb"]["endpoint_url"] == info.moto_endpoint
     assert config["dynamodb"]["table"] == "IdentifierStore"
     assert config["source"]["url"] == info.jdbc_url
+    assert config["source"]["ssl"] is False
     assert config["source"]["user"] == "idstore"
     assert config["source"]["secret_id"] == "idstore/local-source"
     assert "program = 'FFA'" in config["source"]["query"]
@@ -214,7 +249,7 @@ def test_stop_leaves_no_process_and_no_temp_data_behind():
     state = local.state
     postgres_children = _children(state.pg_pid)
     assert postgres_children  # checkpointer, walwriter, ...: what a careless stop leaves behind
-    pids = [state.pg_pid, state.moto_pid] + postgres_children + _children(state.moto_pid)
+    pids = [state.pg_pid, state.bouncer_pid, state.moto_pid] + postgres_children + _children(state.moto_pid)
     local.stop()
     assert [pid for pid in pids if _alive(pid)] == []
     assert not Path(state.work_dir).exists()
@@ -258,22 +293,26 @@ def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_pat
     try:
         state = json.loads((state_dir / "stack.json").read_text())
         # `up` has exited; the servers it started must still run.
-        assert _alive(state["pg_pid"]) and _alive(state["moto_pid"])
+        assert _alive(state["pg_pid"]) and _alive(state["bouncer_pid"]) and _alive(state["moto_pid"])
         endpoint = f"http://127.0.0.1:{state['moto_port']}"
         password = _secret(endpoint)["password"]
         for written in (state_dir / "stack.json", state_dir / "local.toml"):
             assert password not in written.read_text(), written
         assert password not in up.stdout + up.stderr
+        assert f"jdbc:redshift://127.0.0.1:{state['bouncer_port']}/idstore" in up.stdout
+        assert f"jdbc:postgresql://127.0.0.1:{state['pg_port']}/idstore" in up.stdout
 
         key_schema = _client("dynamodb", endpoint).describe_table(TableName="IdentifierStore")[
             "Table"
         ]["KeySchema"]
         assert key_schema == [{"AttributeName": "product_id", "KeyType": "HASH"}]
         config = tomllib.loads((state_dir / "local.toml").read_text())
-        assert config["source"]["url"] == f"jdbc:postgresql://127.0.0.1:{state['pg_port']}/idstore"
+        assert config["source"]["url"] == f"jdbc:redshift://127.0.0.1:{state['bouncer_port']}/idstore"
+        assert config["source"]["ssl"] is False
 
         status = _cli("status", "--dir", str(state_dir))
-        assert status.returncode == 0 and status.stdout.count("running") == 2, status.stdout
+        assert status.returncode == 0 and status.stdout.count("running") == 3, status.stdout
+        assert "NOT running" not in status.stdout
 
         seed = _cli(
             "seed", "--dir", str(state_dir), "--ids", "500", "--events", "3000", "--days", "2"
@@ -312,7 +351,7 @@ def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_pat
         down = _cli("down", "--dir", str(state_dir))
     assert down.returncode == 0, down.stderr
     assert [
-        pid for pid in [state["pg_pid"], state["moto_pid"], *postgres_children] if _alive(pid)
+        pid for pid in [state["pg_pid"], state["bouncer_pid"], state["moto_pid"], *postgres_children] if _alive(pid)
     ] == []
     assert _pids_with_cmdline(state["work_dir"]) == []
     assert not Path(state["work_dir"]).exists()

@@ -1,6 +1,8 @@
 """Hash-predicate partitions against a real PostgreSQL: every row of the query exactly once.
 
-The reference is the database itself, asked plainly (no predicates) over pg8000.
+Spark reads through both drivers: the Redshift driver via pgbouncer (the stack's jdbc_url, the
+FNV_HASH predicates, idstore's dialect) and PostgreSQL's own. The reference is the database
+itself, asked plainly (no predicates) over pg8000.
 """
 from collections import Counter
 
@@ -44,7 +46,8 @@ QUERIES = [
 @pytest.mark.parametrize("partitions", [1, 2, 3, 8, 13])
 @pytest.mark.parametrize("query", QUERIES)
 def test_every_row_matches_exactly_one_predicate_in_sql(stack, pg, source_table, query, partitions):
-    predicates = hash_predicates(stack.jdbc_url, "product_id", partitions)
+    predicates = hash_predicates(stack.postgres_jdbc_url, "product_id", partitions)
+    assert all("hashtext" in p for p in predicates[1:])
     derived = f"({query.rstrip(';')}) as s"
     matches = " + ".join(f"(case when {p} then 1 else 0 end)" for p in predicates)
     assert plain_rows(pg, f"select count(*) from {derived} where {matches} <> 1") == [0]
@@ -55,9 +58,12 @@ def test_every_row_matches_exactly_one_predicate_in_sql(stack, pg, source_table,
 
 
 @pytest.mark.parametrize("query", QUERIES)
-def test_the_spark_read_is_the_plain_query_row_for_row(spark, stack, pg, source_table, query):
+@pytest.mark.parametrize("driver", ["redshift", "postgresql"])
+def test_the_spark_read_is_the_plain_query_row_for_row(spark, stack, pg, source_table, query, driver):
+    url = stack.jdbc_url if driver == "redshift" else stack.postgres_jdbc_url
+    assert url.startswith(f"jdbc:{driver}://")
     config = load_config(None, [
-        f"source.url={stack.jdbc_url}", f"source.query={query}", "source.partitions=5",
+        f"source.url={url}", f"source.query={query}", "source.partitions=5", "source.ssl=false",
         f"source.secret_id={stack.secret_id}", f"aws.endpoint_url={stack.moto_endpoint}",
         "source.fetchsize=500",
     ])
@@ -69,7 +75,7 @@ def test_the_spark_read_is_the_plain_query_row_for_row(spark, stack, pg, source_
     # partition i holds exactly what predicate i selects
     derived = f"({query.rstrip(';')}) as s"
     per_partition = Counter(r.p for r in rows)
-    for i, predicate in enumerate(hash_predicates(stack.jdbc_url, "product_id", 5)):
+    for i, predicate in enumerate(hash_predicates(url, "product_id", 5)):
         assert per_partition.get(i, 0) == plain_rows(pg, f"select count(*) from {derived} where {predicate}")[0]
     assert all(per_partition.get(i, 0) > 0 for i in range(5))  # the hash spreads the ids
     assert sum(r.product_id is None for r in rows) == 3

@@ -94,6 +94,23 @@ def test_unload_options_are_exactly_the_connector_settings():
     }
 
 
+# The read options spark-redshift 6.6.1 documents (its README's parameter table; EMR's own
+# Redshift integration is built on it): unload is not run here, so its names are checked by hand.
+CONNECTOR_READ_OPTIONS = {
+    "url", "user", "password", "dbtable", "query", "secret.id", "secret.region", "secret.vpcEndpointUrl",
+    "secret.vpcEndpointRegion", "aws_iam_role", "forward_spark_s3_credentials", "temporary_aws_access_key_id",
+    "temporary_aws_secret_access_key", "temporary_aws_session_token", "tempdir", "tempdir_region", "jdbcdriver",
+    "unload_s3_format", "sse_kms_key", "autopushdown", "extraunloadoptions", "label",
+}
+
+
+@pytest.mark.parametrize("login", ["source.secret_id=rs/etl", "source.password_env=PW"])
+def test_unload_options_are_ones_the_connector_documents(login):
+    options = unload_options(load_config(None, [*UNLOAD, login]).source, Credentials("etl", "pw"))
+    assert set(options) <= CONNECTOR_READ_OPTIONS
+    assert options["unload_s3_format"] in {"PARQUET", "TEXT"}
+
+
 def test_unload_without_a_secret_passes_the_resolved_login():
     config = load_config(None, [*UNLOAD, "source.password_env=PW"])
     options = unload_options(config.source, Credentials("etl", "pw"))

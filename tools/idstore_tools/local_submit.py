@@ -43,6 +43,14 @@ def job_jars() -> List[Path]:
     return jars
 
 
+def redshift_driver_jar() -> Path:
+    """The pinned Redshift JDBC driver (com.amazon.redshift.jdbc.Driver) from .jars/jobs."""
+    found = [jar for jar in require_jars("jobs") if jar.name.startswith("redshift-jdbc42-")]
+    if not found:
+        raise MissingJarsError(f"no redshift-jdbc42-*.jar in {JARS_DIR / 'jobs'}: run `make jars`")
+    return found[0]
+
+
 def peer_jars() -> List[Path]:
     """The benchmark peers: the EMR DynamoDB connector and spark-dynamodb (with their SDKs)."""
     return sorted((JARS_DIR / "peers").glob("*.jar"))

@@ -44,8 +44,10 @@ def local_stack():
     """One local stack (PostgreSQL behind pgbouncer + moto server) for every test that needs one."""
     from idstore_tools.local.stack import LocalStack
 
-    with LocalStack() as running:
-        yield running
+    running = LocalStack()
+    running.start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="session")

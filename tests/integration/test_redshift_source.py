@@ -6,6 +6,7 @@ Redshift: the SQL runs on PostgreSQL; the driver, its protocol and Spark's handl
 """
 import hashlib
 import re
+import uuid
 from collections import Counter
 from datetime import date, datetime, timezone
 from decimal import Decimal
@@ -99,24 +100,24 @@ def test_every_column_type_arrives_and_maps_as_documented(spark, stack, pg):
     assert dict(df.dtypes)["seen_tz"] == "timestamp"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def logged_database(local_stack):
-    """A database of its own whose every statement PostgreSQL logs (to the stack's postgres.log)."""
+    """(name, log) of a database of its own whose every statement PostgreSQL logs to the stack's postgres.log."""
     info = local_stack.info
+    name = f"fetch_probe_{uuid.uuid4().hex[:8]}"  # pgbouncer keeps its server logins: no DROP to reuse a name
     admin = connect_postgres(info)
     admin.autocommit = True
-    admin.cursor().execute("drop database if exists fetch_probe")
-    admin.cursor().execute("create database fetch_probe")
-    admin.cursor().execute("alter database fetch_probe set log_statement = 'all'")
+    admin.cursor().execute(f"create database {name}")
+    admin.cursor().execute(f"alter database {name} set log_statement = 'all'")
     admin.close()
-    conn = connect_postgres(info, database="fetch_probe")
+    conn = connect_postgres(info, database=name)
     conn.autocommit = True
     cur = conn.cursor()
     cur.execute(FNV_HASH_SQL)
     cur.execute("create table fetched (product_id text)")
     cur.execute("insert into fetched select 'F' || i from generate_series(1, 10000) as i")
     conn.close()
-    yield Path(local_stack.state.work_dir) / "postgres.log"
+    return name, Path(local_stack.state.work_dir) / "postgres.log"
 
 
 def _portions_fetched(log_path: Path, start: int) -> int:
@@ -130,17 +131,18 @@ def _portions_fetched(log_path: Path, start: int) -> int:
 @pytest.mark.parametrize("ring_buffer", [False, True])
 def test_fetchsize_reads_the_partition_in_portions_unless_the_ring_buffer_is_on(spark, stack, logged_database,
                                                                                 ring_buffer):
-    url = stack.jdbc_url.rsplit("/", 1)[0] + "/fetch_probe"
+    database, log_path = logged_database
+    url = stack.jdbc_url.rsplit("/", 1)[0] + "/" + database
     rows, fetchsize, partitions = 10000, 1000, 2
     source, credentials = _source(
         stack, f"source.url={url}", "source.query=select product_id from fetched",
         f"source.partitions={partitions}", f"source.fetchsize={fetchsize}",
         f"source.fetch_ring_buffer={str(ring_buffer).lower()}",
     )
-    start = logged_database.stat().st_size
+    start = log_path.stat().st_size
     ids = [r.product_id for r in read_source(spark, source, credentials).collect()]
     assert Counter(ids) == Counter(f"F{i}" for i in range(1, rows + 1))
-    fetched = _portions_fetched(logged_database, start)
+    fetched = _portions_fetched(log_path, start)
     if ring_buffer:
         # the driver's ring buffer asks for every row in one Execute, whatever fetchsize says
         assert fetched == 0

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from idstore_tools.local.stack import MOTO_ENV
-from idstore_tools.local_submit import JDBC_JAR, redshift_driver_jar
+from idstore_tools.local_submit import jdbc_driver_jars
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")  # local Spark stays on loopback
 # Every JVM of the suite (the session's, each spark-submit's) lives for seconds on tiny data:
@@ -31,7 +31,7 @@ def spark():
         .config("spark.pyspark.python", sys.executable)
         .config("spark.sql.sources.partitionOverwriteMode", "dynamic")
         # the two JDBC drivers only: the suite reads its stack through the Redshift driver
-        .config("spark.jars", f"{JDBC_JAR},{redshift_driver_jar()}")
+        .config("spark.jars", jdbc_driver_jars())
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")

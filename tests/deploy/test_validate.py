@@ -124,12 +124,13 @@ def test_local_paths_and_an_env_password(make_config, tmp_path, monkeypatch, mot
 def test_check_source_reports_an_unreachable_database_without_the_password(make_config, moto_overrides, deployed):
     pytest.importorskip("pyspark")
     from idstore_tools.local.stack import free_port
+    from idstore_tools.local_submit import jdbc_driver_jars
 
     password = "pw-" + uuid.uuid4().hex
     config = make_config([*moto_overrides, f"dynamodb.table={deployed}", "source.secret_id=",
                           f"source.url=jdbc:postgresql://127.0.0.1:{free_port()}/idstore", "source.user=idstore",
                           "source.password_env=IDSTORE_TEST_PASSWORD", "deploy.bucket=",
-                          "spark.spark.jars=/usr/share/java/postgresql.jar"])
+                          f"spark.spark.jars={jdbc_driver_jars()}"])  # the JVM may be the suite's later
     checks = {c.name: c for c in run_checks(config, environ={"IDSTORE_TEST_PASSWORD": password}, check_source=True)}
     source = checks["JDBC source"]
     assert not source.ok

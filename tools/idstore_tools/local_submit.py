@@ -51,6 +51,15 @@ def redshift_driver_jar() -> Path:
     return found[0]
 
 
+def jdbc_driver_jars() -> str:
+    """spark.jars for an in-process session that reads the local stack: both JDBC drivers.
+
+    Every session a test process starts must name the same jars: a later session in the same
+    JVM cannot add a jar to the driver's class path, only the first one's spark.jars count.
+    """
+    return f"{JDBC_JAR},{redshift_driver_jar()}"
+
+
 def peer_jars() -> List[Path]:
     """The benchmark peers: the EMR DynamoDB connector and spark-dynamodb (with their SDKs)."""
     return sorted((JARS_DIR / "peers").glob("*.jar"))

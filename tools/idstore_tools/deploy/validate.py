@@ -195,10 +195,13 @@ def check_jdbc_source(config: Config, environ: Mapping[str, str]) -> Check:
     """Run the source query with WHERE 1 = 0 on a local SparkSession: reachable, valid, has the id column."""
     from idstore.source.credentials import resolve_credentials
     from idstore.source.jdbc import jdbc_properties
+    from pyspark.sql import SparkSession
+
     from idstore.spark import build_session
 
     source = config.source
     credentials = resolve_credentials(source, config.aws, environ)
+    started_here = SparkSession.getActiveSession() is None  # a caller's session is the caller's to stop
     spark = build_session("idstore-validate", {**config.spark, "spark.ui.enabled": "false"}, master="local[1]")
     try:
         probe = f"select * from ({source.query}) idstore_probe where 1 = 0"
@@ -207,7 +210,8 @@ def check_jdbc_source(config: Config, environ: Mapping[str, str]) -> Check:
     except Exception as exc:  # noqa: BLE001 - any failure of the probe is the check's answer
         return Check("JDBC source", False, _reason(exc, credentials.password))
     finally:
-        spark.stop()
+        if started_here:
+            spark.stop()
     if source.id_column not in columns:
         return Check("JDBC source", False,
                      f"query runs, but has no column {source.id_column} (source.id_column): {columns}")

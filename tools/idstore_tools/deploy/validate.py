@@ -193,10 +193,10 @@ def check_release(config: Config, version: Optional[str] = None, conf_uri: Optio
 # -- the source -------------------------------------------------------------------------------
 def check_jdbc_source(config: Config, environ: Mapping[str, str]) -> Check:
     """Run the source query with WHERE 1 = 0 on a local SparkSession: reachable, valid, has the id column."""
-    from idstore.source.credentials import resolve_credentials
-    from idstore.source.jdbc import jdbc_properties
     from pyspark.sql import SparkSession
 
+    from idstore.source.credentials import resolve_credentials
+    from idstore.source.jdbc import jdbc_properties
     from idstore.spark import build_session
 
     source = config.source

@@ -130,7 +130,7 @@ def test_check_source_reports_an_unreachable_database_without_the_password(make_
     config = make_config([*moto_overrides, f"dynamodb.table={deployed}", "source.secret_id=",
                           f"source.url=jdbc:postgresql://127.0.0.1:{free_port()}/idstore", "source.user=idstore",
                           "source.password_env=IDSTORE_TEST_PASSWORD", "deploy.bucket=",
-                          f"spark.spark.jars={jdbc_driver_jars()}"])  # the JVM may be the suite's later
+                          f"spark.spark.jars={jdbc_driver_jars()}"])  # this JVM may serve the suite's session next
     checks = {c.name: c for c in run_checks(config, environ={"IDSTORE_TEST_PASSWORD": password}, check_source=True)}
     source = checks["JDBC source"]
     assert not source.ok

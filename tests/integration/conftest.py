@@ -68,6 +68,14 @@ def run_here(spark, job_conf, *args, full=False):
     return report
 
 
+def assert_password_nowhere(password, output, root):
+    """`password` (or any secret) is in no output and no file the runs wrote (reports, quarantine, snapshots)."""
+    assert password and password not in output
+    for path in Path(root).rglob("*"):
+        if path.is_file():
+            assert password.encode() not in path.read_bytes(), path
+
+
 def create_source_table(pg, name, rows):
     """A source table of (product_id, title, price, active) rows."""
     cur = pg.cursor()

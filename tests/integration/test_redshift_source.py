@@ -4,7 +4,6 @@ What the Redshift driver does with rows (types, fetch portions, its own log) is 
 against plain Python over what PostgreSQL returns to pg8000. The stand-in is PostgreSQL, not
 Redshift: the SQL runs on PostgreSQL; the driver, its protocol and Spark's handling are real.
 """
-import hashlib
 import re
 import uuid
 from collections import Counter
@@ -20,10 +19,10 @@ from idstore.dynamodb.items import attribute
 from idstore.idset import with_attribute_types
 from idstore.source.credentials import resolve_credentials
 from idstore.source.jdbc import read_source
-from idstore_tools.local.stack import FNV_HASH_SQL, connect_postgres
+from idstore_tools.local.stack import FNV_HASH_SQL, connect_postgres, md5_verifier
 from idstore_tools.testing.readback import scan_items
 
-from .conftest import create_source_table, run_job
+from .conftest import assert_password_nowhere, create_source_table, run_job
 
 TYPED_COLUMNS = {
     "qty": "integer", "big": "bigint", "price": "numeric(12,3)", "ratio": "real", "score": "double precision",
@@ -151,43 +150,39 @@ def test_fetchsize_reads_the_partition_in_portions_unless_the_ring_buffer_is_on(
         assert fetched >= rows // fetchsize - partitions
 
 
+def _sync(pg, job_conf, table, name, values, url):
+    """A spark-submit sync of `values` (a source table of their own) from `url`; (exit code, output, report)."""
+    create_source_table(pg, name, [(v, None, None, None) for v in values])
+    return run_job(
+        "sync", job_conf, "--set", f"dynamodb.table={table}", "--set", f"source.url={url}",
+        "--set", f"source.query=select product_id from {name}",
+        "--set", "validation.max_rejected_fraction=0.5",
+    )
+
+
 @pytest.mark.integration
 def test_a_sync_through_the_driver_logs_the_driver_and_never_the_password(stack, pg, ddb, new_table, job_conf,
                                                                           tmp_path):
     values = [f"R{i:05d}" for i in range(1500)] + ["ünïcødé-✓-😀", None, "", "R00001"]
-    create_source_table(pg, "src_driver", [(v, None, None, None) for v in values])
     driver_logs = tmp_path / "driver-logs"
     driver_logs.mkdir()
-    code, output, report = run_job(
-        "sync", job_conf, "--set", f"dynamodb.table={new_table}",
-        "--set", f"source.url={stack.jdbc_url}?LogLevel=6&LogPath={driver_logs}",
-        "--set", "source.query=select product_id from src_driver",
-        "--set", "validation.max_rejected_fraction=0.5",
-    )
+    code, output, report = _sync(pg, job_conf, new_table, "src_driver", values,
+                                 f"{stack.jdbc_url}?LogLevel=6&LogPath={driver_logs}")
     assert code == 0, output
     keys = {item["product_id"]["S"] for item in scan_items(ddb, new_table)}
     assert keys == {v for v in values if v}
     assert report["counts"]["source_rows"] == len(values)
     logs = [p for p in driver_logs.rglob("*") if p.is_file()]
     assert logs and sum(p.stat().st_size for p in logs) > 0, "the driver wrote no log: nothing was searched"
-    verifier = "md5" + hashlib.md5((stack.pg_password + stack.pg_user).encode()).hexdigest()
-    for secret in (stack.pg_password, verifier):
-        assert secret not in output
-        for path in tmp_path.rglob("*"):  # the driver's logs, the reports, the quarantine, the snapshot
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
+    # under tmp_path: the driver's logs, the reports, the quarantine, the snapshot
+    for secret in (stack.pg_password, md5_verifier(stack.pg_user, stack.pg_password)):
+        assert_password_nowhere(secret, output, tmp_path)
 
 
 @pytest.mark.integration
 def test_a_sync_through_postgresqls_own_driver(stack, pg, ddb, new_table, job_conf):
     values = [f"P{i:05d}" for i in range(800)] + ["日本語", None, " "]
-    create_source_table(pg, "src_pgdriver", [(v, None, None, None) for v in values])
-    code, output, report = run_job(
-        "sync", job_conf, "--set", f"dynamodb.table={new_table}",
-        "--set", f"source.url={stack.postgres_jdbc_url}",
-        "--set", "source.query=select product_id from src_pgdriver",
-        "--set", "validation.max_rejected_fraction=0.5",
-    )
+    code, output, report = _sync(pg, job_conf, new_table, "src_pgdriver", values, stack.postgres_jdbc_url)
     assert code == 0, output
     assert {item["product_id"]["S"] for item in scan_items(ddb, new_table)} == {v for v in values if v and v.strip()}
     assert report["config"]["source"]["url"] == stack.postgres_jdbc_url

@@ -26,7 +26,7 @@ from idstore.snapshot import POINTER, read_latest_snapshot, read_pointer, write_
 from idstore_tools.local.stack import aws_client
 from idstore_tools.testing.readback import scan_items
 
-from .conftest import create_source_table, kill_job, run_job, start_job
+from .conftest import assert_password_nowhere, create_source_table, kill_job, run_job, start_job
 
 integration = pytest.mark.integration
 STAMPS = ("synced_at", "run_id")
@@ -56,14 +56,6 @@ def seed_table(ddb, table, keys, **attributes):
             for key in keys[start:start + 25]
         ]
         ddb.batch_write_item(RequestItems={table: requests})
-
-
-def assert_password_nowhere(password, output, root):
-    """The source password is in no output and no file the runs wrote (reports, quarantine, snapshots)."""
-    assert password and password not in output
-    for path in Path(root).rglob("*"):
-        if path.is_file():
-            assert password.encode() not in path.read_bytes(), path
 
 
 def in_process_config(job_conf, *overrides):

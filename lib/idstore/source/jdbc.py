@@ -93,10 +93,11 @@ def read_source(spark: SparkSession, source: SourceConfig, credentials: Credenti
     if source.mode == "unload":
         reader = spark.read.format(REDSHIFT_CONNECTOR)
         return reader.options(**unload_options(source, credentials)).load()
+    kind = dialect(source.url)
     predicates = hash_predicates(source.url, source.id_column, source.partitions)
-    log.info("reading the source in %d hash partitions (%s)", len(predicates), dialect(source.url))
+    log.info("reading the source in %d hash partitions (%s)", len(predicates), kind)
     properties = jdbc_properties(source, credentials)
-    if dialect(source.url) == "redshift":
+    if kind == "redshift":
         properties["driver"] = redshift_read_driver(spark) or properties["driver"]
     return spark.read.jdbc(
         url=source.url,

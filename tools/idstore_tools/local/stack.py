@@ -880,10 +880,10 @@ def _write_pgbouncer_config(
         f"* = host=127.0.0.1 port={pg_port}\n"
         "[pgbouncer]\n" + "".join(f"{key} = {value}\n" for key, value in settings.items())
     )
-    for path in (folder, users, ini):
-        if path != folder:
-            path.chmod(0o600)
-        if run_as is not None:
+    users.chmod(0o600)
+    ini.chmod(0o600)
+    if run_as is not None:
+        for path in (folder, users, ini):
             os.chown(path, run_as.pw_uid, run_as.pw_gid)
     return ini
 

@@ -26,26 +26,14 @@ public final class RedshiftReadDriver implements Driver {
 
     private Driver delegate() throws SQLException {
         if (delegate == null) {
-            // As Spark finds a named driver: the thread's context loader first (the session's jar
-            // loader on the driver, the executor's on a task), then the loader of this class.
-            ClassLoader context = Thread.currentThread().getContextClassLoader();
-            ClassNotFoundException missing = null;
-            for (ClassLoader loader : new ClassLoader[] {context, RedshiftReadDriver.class.getClassLoader()}) {
-                if (loader == null) {
-                    continue;
-                }
-                try {
-                    Class<?> driverClass = Class.forName(DELEGATE, true, loader);
-                    delegate = (Driver) driverClass.getDeclaredConstructor().newInstance();
-                    return delegate;
-                } catch (ClassNotFoundException e) {
-                    missing = e;
-                } catch (ReflectiveOperationException e) {
-                    throw new SQLException("cannot start the Redshift JDBC driver (" + DELEGATE + ")", e);
-                }
+            ClassLoader loader = RedshiftReadDriver.class.getClassLoader();
+            try {
+                Class<?> driverClass = Class.forName(DELEGATE, true, loader);
+                delegate = (Driver) driverClass.getDeclaredConstructor().newInstance();
+            } catch (ReflectiveOperationException e) {
+                throw new SQLException(
+                        "the Redshift JDBC driver (" + DELEGATE + ") is not on the class path of " + loader, e);
             }
-            throw new SQLException("the Redshift JDBC driver (" + DELEGATE + ") is not on the class path of "
-                    + context + " nor of " + RedshiftReadDriver.class.getClassLoader(), missing);
         }
         return delegate;
     }

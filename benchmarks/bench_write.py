@@ -143,7 +143,7 @@ def idstore_writer(endpoint: str, n: int, spark, rate: float) -> Dict[str, float
     from pyspark.sql import functions as F
 
     from idstore.config import load_config
-    from idstore.dynamodb import table as ddb
+    from idstore.dynamodb import bulk as ddb
     from idstore.pipeline.sync import ITEMS_PER_WRITE_PARTITION
 
     cfg = dataclasses.replace(load_config().dynamodb, table=TABLE, key_attribute=KEY, region=REGION,

@@ -15,7 +15,7 @@ if sys.version_info >= (3, 11):
 else:  # EMR 7's python3 is 3.9
     import tomli as tomllib
 
-from idstore.secrets import url_credential_options
+from idstore.redaction import url_credential_options
 
 BASE_CONF = Path(__file__).resolve().parent / "base.toml"
 

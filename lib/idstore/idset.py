@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from idstore.config import Config, ConfigError
-from idstore.secrets import scrub_jvm_logs
+from idstore.redaction import scrub_jvm_logs
 from idstore.snapshot import read_latest_snapshot
 from idstore.source.credentials import resolve_credentials
 from idstore.source.jdbc import read_source
@@ -21,7 +21,7 @@ _NUMBER_TYPES = (
 )
 
 
-def load_id_set(spark: SparkSession, config: Config, environ: Mapping[str, str]):
+def read_source_ids(spark: SparkSession, config: Config, environ: Mapping[str, str]):
     """(source rows, valid distinct ids, rejected rows with a reason), source read once."""
     source = config.source
     credentials = resolve_credentials(source, config.aws, environ)
@@ -85,7 +85,7 @@ class IdSet:
     bytes: int
 
 
-def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> IdSet:
+def load_id_set(spark: SparkSession, config: Config, ids_from: str, environ: Mapping[str, str]) -> IdSet:
     """The id set: snapshot (default), dynamodb or source, with its size.
 
     A snapshot's pointer says how many keys its record holds and their bytes, so the set is
@@ -93,7 +93,7 @@ def load_ids(spark: SparkSession, config: Config, ids_from: str, environ: Mappin
     """
     id_col = config.source.id_column
     if ids_from == "source":
-        ids = load_id_set(spark, config, environ)[1].select(id_col)
+        ids = read_source_ids(spark, config, environ)[1].select(id_col)
     elif ids_from == "dynamodb":
         from idstore.dynamodb.scanner import scan_keys
 

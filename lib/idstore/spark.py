@@ -4,7 +4,7 @@ from typing import Callable, Generic, Mapping, Optional, TypeVar
 from pyspark import InheritableThread
 from pyspark.sql import SparkSession
 
-from idstore.secrets import with_redaction_kept
+from idstore.redaction import with_redaction_kept
 
 T = TypeVar("T")
 

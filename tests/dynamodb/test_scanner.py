@@ -6,7 +6,7 @@ import boto3
 import pytest
 
 from idstore.config import load_config
-from idstore.dynamodb import table as ddb
+from idstore.dynamodb import bulk as ddb
 from idstore.dynamodb.rate import scan_read_rate
 from idstore.dynamodb.scanner import scan_keys, scan_table
 from idstore_tools.testing.emulator import DynamoDBEmulator

@@ -5,7 +5,7 @@ import pytest
 from pyspark.sql import functions as F
 
 from idstore.config import load_config
-from idstore.dynamodb import table as ddb
+from idstore.dynamodb import bulk as ddb
 from idstore.dynamodb.writer import STATS_FIELDS
 
 from .conftest import KEY, TABLE, RecordingEmulator, create_table

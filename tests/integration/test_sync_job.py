@@ -137,7 +137,7 @@ def test_the_scan_is_paced_like_the_writes():
 
 
 def test_report_config_masks_secret_looking_spark_settings():
-    from idstore.secrets import REDACTED
+    from idstore.redaction import REDACTED
 
     config = load_config(None, ["spark.spark.hadoop.fs.s3a.secret.key=abc", "spark.spark.executor.cores=2"])
     spark_conf = redacted_config(config)["spark"]
@@ -411,7 +411,7 @@ def test_reports_go_to_s3_through_boto3_and_never_hold_a_looked_up_password(monk
     from moto import mock_aws
 
     from idstore.pipeline.common import write_report
-    from idstore.secrets import REDACTED, remember_secret
+    from idstore.redaction import REDACTED, remember_secret
 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")

@@ -8,7 +8,7 @@ import pytest
 from moto import mock_aws
 
 from idstore.config import ConfigError, load_config
-from idstore.secrets import REDACTED, RedactingFilter, scrub, url_credential_options
+from idstore.redaction import REDACTED, RedactingFilter, scrub, url_credential_options
 from idstore.source.credentials import Credentials, resolve_credentials
 
 PASSWORD = "s3cr3t-Pa55-for-tests"
@@ -119,7 +119,7 @@ def test_looked_up_passwords_are_scrubbed_from_log_records_and_tracebacks():
 
 @pytest.mark.parametrize("theirs", ["", "(?i)nothing", "(?i)secret|password|token|credential|access[._]?key"])
 def test_spark_redaction_can_be_widened_by_config_never_narrowed(theirs):
-    from idstore.secrets import SECRET_SETTING_REGEX, with_redaction_kept
+    from idstore.redaction import SECRET_SETTING_REGEX, with_redaction_kept
 
     conf = with_redaction_kept({"spark.redaction.regex": theirs} if theirs else {})
     # Java takes (?i) anywhere; Python only at the start, so read it as one flag here
@@ -131,7 +131,7 @@ def test_spark_redaction_can_be_widened_by_config_never_narrowed(theirs):
 
 
 def test_java_regex_literals_escape_every_character():
-    from idstore.secrets import java_regex_literal
+    from idstore.redaction import java_regex_literal
 
     assert java_regex_literal("a}$") == "\\u0061\\u007D\\u0024"
     assert java_regex_literal("\U0001F600") == "\\uD83D\\uDE00"  # UTF-16 surrogates, as Java strings hold it

@@ -4,7 +4,7 @@ import json
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from idstore.events.filter import (
+from idstore.events.join import (
     choose_join,
     estimated_broadcast_bytes,
     keep_events_in_set,

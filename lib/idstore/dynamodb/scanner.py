@@ -79,7 +79,7 @@ def scan_table(spark: SparkSession, cfg: DynamoDBConfig, table: Optional[Mapping
     """
     segments = segments or max(1, spark.sparkContext.defaultParallelism * 2)
     if table is None:
-        from idstore.dynamodb.table import describe_table
+        from idstore.dynamodb.bulk import describe_table
 
         table = describe_table(cfg)
     rate = scan_read_rate(cfg, dict(table))

@@ -9,7 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from idstore import io
 from idstore.config import Config
-from idstore.secrets import REDACTED, RedactingFilter, looks_secret, scrubbed
+from idstore.redaction import REDACTED, RedactingFilter, looks_secret, scrubbed
 
 log = logging.getLogger(__name__)
 

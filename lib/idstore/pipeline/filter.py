@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from idstore import io
 from idstore import metrics as M
 from idstore.config import Config, ConfigError
-from idstore.events.filter import STATUS, JoinChoice, choose_join, join_keys, semi_join, with_status
+from idstore.events.join import STATUS, JoinChoice, choose_join, join_keys, semi_join, with_status
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
 from idstore.events.output import (
     apply_hadoop_options,
@@ -53,7 +53,7 @@ from idstore.events.reader import (
     read_events,
     read_lines,
 )
-from idstore.idset import load_ids
+from idstore.idset import load_id_set
 from idstore.jvm import JAR, parquet_footers, plain_value
 from idstore.pipeline.common import RunFailed
 from idstore.spark import InBackground
@@ -440,7 +440,7 @@ def _run_filter(spark: SparkSession, config: Config, report, environ: Mapping[st
 
     id_col = config.source.id_column
     with report.timed("ids"):
-        id_set = load_ids(spark, config, ids_from, environ)
+        id_set = load_id_set(spark, config, ids_from, environ)
         ids, id_count, id_bytes = id_set.ids.select(id_col), id_set.count, id_set.bytes
     join = choose_join(id_count, events_cfg.broadcast_max_rows, id_bytes, events_cfg.broadcast_max_bytes)
     log.info(join.why)

@@ -20,8 +20,8 @@ from pyspark.sql import functions as F
 from idstore import delta, io
 from idstore import metrics as M
 from idstore.config import Config, ConfigError, CostConfig, DynamoDBConfig
-from idstore.dynamodb import table as ddb
-from idstore.idset import id_set_stats, load_id_set
+from idstore.dynamodb import bulk as ddb
+from idstore.idset import id_set_stats, read_source_ids
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.common import RunFailed, RunRefused, RunReport
 from idstore.snapshot import epoch_seconds, write_record
@@ -237,7 +237,7 @@ def item_constants(cfg: DynamoDBConfig, attribute_columns: Sequence[str], run_id
 # -- stages -----------------------------------------------------------------------------
 def read_and_validate(spark: SparkSession, config: Config, environ: Mapping[str, str]) -> SourceSet:
     """The source read once, normalised and validated; the counts of each part."""
-    rows, ids, rejected = load_id_set(spark, config, environ)
+    rows, ids, rejected = read_source_ids(spark, config, environ)
     ids = ids.transform(delta.with_digest(config.source.attribute_columns)).persist(StorageLevel.MEMORY_AND_DISK)
     by_reason = {row[REASON]: row["count"] for row in rejected.groupBy(REASON).count().collect()}
     distinct, id_bytes = id_set_stats(ids, config.source.id_column)

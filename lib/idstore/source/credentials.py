@@ -1,6 +1,6 @@
 """Source credentials from Secrets Manager or a named env var; never from config or URLs.
 
-Every password looked up here is remembered (idstore.secrets) so that logs, reports and the
+Every password looked up here is remembered (idstore.redaction) so that logs, reports and the
 summary scrub it, whatever library puts it into a message.
 """
 import json
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from idstore.config import AwsConfig, ConfigError, SourceConfig
-from idstore.secrets import remember_secret
+from idstore.redaction import remember_secret
 
 
 @dataclass(frozen=True)

@@ -163,8 +163,8 @@ def contender_run(spark, name: str, fmt: str, data: Path, out: Path) -> Dict:
     rows: Optional[int] = None
     if name.startswith("idstore"):
         from idstore.config import load_config
-        from idstore.pipeline.common import RunReport
         from idstore.pipeline.filter import run_filter
+        from idstore.pipeline.report import RunReport
 
         config = load_config(None, [
             f"events.path={events_root}", f"events.format={source}", f"events.schema={schema}",

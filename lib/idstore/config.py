@@ -7,6 +7,7 @@ import dataclasses
 import re
 import sys
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
@@ -18,10 +19,93 @@ else:  # EMR 7's python3 is 3.9
 from idstore.redaction import url_credential_options
 
 BASE_CONF = Path(__file__).resolve().parent / "base.toml"
+# Attributes the sync writes on every item: when, and by which run, it was last written.
+SYNCED_AT, RUN_ID = "synced_at", "run_id"
 
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key."""
+
+
+class Choice(str, Enum):
+    """A value from a fixed set: compares equal to its string, and prints and serialises as it."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    __format__ = str.__format__  # the value in f-strings on every Python (3.11 would print Class.NAME)
+
+
+class SourceMode(Choice):
+    JDBC = "jdbc"
+    UNLOAD = "unload"
+
+
+class Case(Choice):
+    KEEP = "keep"
+    LOWER = "lower"
+    UPPER = "upper"
+
+
+class WriteMode(Choice):
+    UPSERT = "upsert"
+    MIRROR = "mirror"  # also deletes the keys that left the set
+
+
+class SyncStrategy(Choice):
+    DELTA = "delta"
+    FULL = "full"
+
+
+class EventFormat(Choice):
+    JSON = "json"
+    PARQUET = "parquet"
+
+
+class LineValidation(Choice):
+    KEPT = "kept"  # only the lines whose id may be in the set are parsed, so checked
+    ALL = "all"
+
+
+class CandidateTest(Choice):
+    JVM = "jvm"
+    BUILTIN = "builtin"
+
+
+class IdsFrom(Choice):
+    """Where the filter's id set comes from."""
+
+    SNAPSHOT = "snapshot"
+    DYNAMODB = "dynamodb"
+    SOURCE = "source"
+
+
+class BillingMode(Choice):
+    ANY = ""
+    PAY_PER_REQUEST = "PAY_PER_REQUEST"
+    PROVISIONED = "PROVISIONED"
+
+
+class EmrPython(Choice):
+    PYTHON3 = "python3"
+    PYTHON39 = "python3.9"
+    PYTHON311 = "python3.11"
+
+
+class ActionOnFailure(Choice):
+    CONTINUE = "CONTINUE"
+    CANCEL_AND_WAIT = "CANCEL_AND_WAIT"
+    TERMINATE_CLUSTER = "TERMINATE_CLUSTER"
+
+
+class ScheduleTarget(Choice):
+    EMR = "emr"
+    SERVERLESS = "serverless"
+
+
+class Architecture(Choice):
+    X86_64 = "X86_64"
+    ARM64 = "ARM64"
 
 
 @dataclass(frozen=True)
@@ -41,7 +125,7 @@ class SourceConfig:
     partitions: int
     fetchsize: int
     ssl: bool
-    mode: str  # jdbc | unload
+    mode: SourceMode
     unload_tempdir: str
     unload_iam_role: str
     attribute_columns: Tuple[str, ...]
@@ -51,7 +135,7 @@ class SourceConfig:
 @dataclass(frozen=True)
 class ValidationConfig:
     trim: bool
-    case: str  # keep | lower | upper
+    case: Case
     max_rejected_fraction: float
 
 
@@ -63,14 +147,14 @@ class DynamoDBConfig:
     endpoint_url: str
     write_rate: float
     capacity_fraction: float
-    mode: str  # upsert | mirror
+    mode: WriteMode
     max_delete_fraction: float
     max_in_flight: int
     no_progress_timeout_s: float
     ttl_attribute: str
     ttl_days: int
     read_rate: float  # every Scan's RCU/s; 0 = capacity_fraction x provisioned RCU
-    strategy: str  # delta | full
+    strategy: SyncStrategy
     verify_every_runs: int  # every Nth run is full; 0 = never
     verify_after_days: float  # a full run when the last one is older; 0 = never
     lock_lease_s: float
@@ -92,15 +176,15 @@ class CostConfig:
 @dataclass(frozen=True)
 class EventsConfig:
     path: str
-    format: str  # json | parquet
+    format: EventFormat
     schema: str
     id_field: str
     date_partition: str
     broadcast_max_rows: int
     skip_corrupt_files: bool
     broadcast_max_bytes: int  # estimated broadcast hash-table bytes; above it, a shuffle join
-    validate: str  # kept | all: which JSON lines are fully parsed, so checked and counted when bad
-    candidate_test: str  # jvm | builtin: how validate = kept reads the plain id off a raw line
+    validate: LineValidation  # which JSON lines are fully parsed, so checked and counted when bad
+    candidate_test: CandidateTest  # how validate = kept reads the plain id off a raw line
 
 
 @dataclass(frozen=True)
@@ -124,13 +208,13 @@ class DeployConfig:
     name: str  # name of the cluster, state machines, schedule, roles and stack
     account_id: str  # for the ARNs of the IAM policy and the schedule target
     kms_key_arn: str  # key of the secret and the S3 data (SSE-KMS); empty = AWS-managed keys
-    table_billing_mode: str  # what `idstore validate` expects: PAY_PER_REQUEST | PROVISIONED | empty
+    table_billing_mode: BillingMode  # what `idstore validate` expects; empty = either
 
 
 @dataclass(frozen=True)
 class EmrConfig:
     release_label: str
-    python: str  # python3 (3.9) | python3.11: PYSPARK_PYTHON and the bootstrap's interpreter
+    python: EmrPython  # PYSPARK_PYTHON and the bootstrap's interpreter (python3 is 3.9)
     log_uri: str
     service_role: str  # empty = the role the CloudFormation template creates
     job_flow_role: str  # instance profile; empty = the one the template creates
@@ -139,7 +223,7 @@ class EmrConfig:
     core_instance_type: str
     core_instance_count: int
     idle_timeout_s: int  # the cluster terminates itself when idle this long
-    action_on_failure: str  # steps added to a running cluster
+    action_on_failure: ActionOnFailure  # steps added to a running cluster
 
 
 @dataclass(frozen=True)
@@ -147,7 +231,7 @@ class ScheduleConfig:
     enabled: bool
     cron: str  # EventBridge Scheduler expression
     timezone: str
-    target: str  # emr | serverless
+    target: ScheduleTarget
     filter_days: int  # the filter step reads the N days before the run; 0 = every day
 
 
@@ -162,7 +246,7 @@ class CloudWatchConfig:
 class ServerlessConfig:
     application_id: str
     execution_role_arn: str  # empty = the role the CloudFormation template creates
-    architecture: str  # X86_64 | ARM64
+    architecture: Architecture
 
 
 @dataclass(frozen=True)
@@ -189,20 +273,6 @@ class Config:
 
 
 _SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "spark"}
-_CHOICES = {
-    ("source", "mode"): ("jdbc", "unload"),
-    ("validation", "case"): ("keep", "lower", "upper"),
-    ("dynamodb", "mode"): ("upsert", "mirror"),
-    ("dynamodb", "strategy"): ("delta", "full"),
-    ("events", "format"): ("json", "parquet"),
-    ("events", "validate"): ("kept", "all"),
-    ("events", "candidate_test"): ("jvm", "builtin"),
-    ("deploy", "table_billing_mode"): ("", "PAY_PER_REQUEST", "PROVISIONED"),
-    ("emr", "python"): ("python3", "python3.9", "python3.11"),
-    ("emr", "action_on_failure"): ("CONTINUE", "CANCEL_AND_WAIT", "TERMINATE_CLUSTER"),
-    ("schedule", "target"): ("emr", "serverless"),
-    ("serverless", "architecture"): ("X86_64", "ARM64"),
-}
 _FRACTIONS = {
     ("dynamodb", "capacity_fraction"),
     ("dynamodb", "max_delete_fraction"),
@@ -246,6 +316,8 @@ def build_config(data: Mapping[str, Any]) -> Config:
             raise ConfigError(f"spark.{key}: expected a scalar Spark setting, got {type(value).__name__}")
     config = Config(spark={str(k): _spark_str(v) for k, v in spark_conf.items()}, **sections)
     _check_secrets(config)
+    _check_source(config.source)
+    _check_item_attributes(config.dynamodb, config.source.attribute_columns)
     return config
 
 
@@ -272,6 +344,11 @@ def _typed(key: str, value: Any, typ) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: expected a list of strings, got {value!r}")
         return tuple(value)
+    if isinstance(typ, type) and issubclass(typ, Choice):
+        choices = [choice.value for choice in typ]
+        if value not in choices:
+            raise ConfigError(f"{key}: expected one of {', '.join(choices)}, got {value!r}")
+        return typ(value)
     expected = typ
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
@@ -282,15 +359,41 @@ def _typed(key: str, value: Any, typ) -> Any:
 
 def _check_value(section: str, key: str, value: Any) -> None:
     name = f"{section}.{key}"
-    choices = _CHOICES.get((section, key))
-    if choices and value not in choices:
-        raise ConfigError(f"{name}: expected one of {', '.join(choices)}, got {value!r}")
     if (section, key) in _FRACTIONS and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{name}: expected a fraction between 0 and 1, got {value!r}")
     if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
         raise ConfigError(f"{name}: expected a non-negative number, got {value!r}")
     if (section, key) == ("source", "partitions") and value < 1:
         raise ConfigError(f"{name}: expected at least 1 partition, got {value!r}")
+
+
+def _check_source(source: SourceConfig) -> None:
+    """The source's rules that need no connection."""
+    if source.secret_id and source.password_env:
+        raise ConfigError("source.secret_id and source.password_env are both set; keep one")
+    if source.mode == SourceMode.UNLOAD:
+        if source.url and not source.url.lower().startswith("jdbc:redshift"):
+            raise ConfigError("source.mode: unload needs a jdbc:redshift:// URL")
+        if not source.unload_tempdir or not source.unload_iam_role:
+            raise ConfigError("source.mode: unload needs source.unload_tempdir and source.unload_iam_role")
+
+
+def _check_item_attributes(cfg: DynamoDBConfig, attribute_columns: Sequence[str]) -> None:
+    """The item's attributes never overwrite one another, and a TTL is named and has a length."""
+    written = {cfg.key_attribute, SYNCED_AT, RUN_ID}
+    if cfg.ttl_attribute:
+        if cfg.ttl_days <= 0:
+            raise ConfigError("dynamodb.ttl_days: expected at least 1 when dynamodb.ttl_attribute is set")
+        if cfg.ttl_attribute in written:
+            raise ConfigError(f"dynamodb.ttl_attribute: {cfg.ttl_attribute!r} is already an attribute idstore writes")
+        written.add(cfg.ttl_attribute)
+    elif cfg.ttl_days:
+        raise ConfigError("dynamodb.ttl_days: set, but dynamodb.ttl_attribute is empty")
+    clashes = sorted(set(attribute_columns) & written)
+    if clashes:
+        raise ConfigError(
+            f"source.attribute_columns: {', '.join(clashes)} would overwrite the key or an attribute idstore writes"
+        )
 
 
 def _check_secrets(config: Config) -> None:
@@ -388,7 +491,7 @@ def _from_string(key: str, raw: str, typ) -> Any:
             if typ is int and isinstance(value, float):
                 raise ConfigError(f"--set {key}: expected int, got {raw!r}")
             return typ(value)
-    elif typ is str:
+    elif typ is str or (isinstance(typ, type) and issubclass(typ, Choice)):
         return value if isinstance(value, str) and text.startswith(('"', "'")) else raw
     raise ConfigError(f"--set {key}: expected {getattr(typ, '__name__', 'a list')}, got {raw!r}")
 

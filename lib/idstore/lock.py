@@ -1,9 +1,9 @@
 """One sync run per table at a time: a lock with a lease, beside the snapshots it protects.
 
 The lock is one small JSON object, <snapshot.path>/_locks/<table>.json, naming its holder (run
-id, host, pid, start time), when its lease ends, and a random token for that lease. Every change
-to it is a compare-and-swap on what the changer last read, so of two runs that race, exactly one
-wins:
+id, host, pid, start time), when its lease ends, and a random token for that lease; LockBody
+alone encodes and decodes it. Every change to it is a compare-and-swap on what the changer last
+read, so of two runs that race, exactly one wins:
 
 - on S3, creation is a PutObject with `If-None-Match: *` (412 when the key exists); renewal,
   takeover of an expired lease and release are conditional on the ETag last seen (`If-Match`).
@@ -12,6 +12,8 @@ wins:
   and every read-compare-write holds an exclusive `flock` on a guard file beside the lock that
   is never deleted; the "ETag" is the SHA-256 of the file's bytes.
 
+A run holds the lock with `with lock.held(break_lock=...) as holder:`, which acquires it
+(LockRefused when another run's lease is live) and releases it on the way out, error or not.
 The holder renews its lease from a daemon thread every lease_s / 3; a run that crashed stops
 renewing and its lock can be taken over once the lease has ended. `check()` renews once more
 and raises LockLost unless that proves the lock is still ours: call it before the pointer
@@ -27,9 +29,10 @@ import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any, Callable, Dict, NoReturn, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, NoReturn, Optional, Tuple
 
 from idstore import io
 
@@ -93,31 +96,61 @@ class LockLost(RuntimeError):
     """The lease could not be renewed, lapsed, or was taken over by another run."""
 
 
-def _encode(body: Dict[str, Any]) -> bytes:
-    return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
+_HOLDER_TEXT = ("run_id", "host", "started_at", "expires_at", "token")  # the fields every lock has, as text
 
 
-def _decode(data: bytes) -> Optional[Dict[str, Any]]:
-    """The lock body, or None when it is not one (a torn or foreign write)."""
-    try:
-        body = json.loads(data.decode("utf-8"))
-        if not isinstance(body, dict):
+@dataclass(frozen=True)
+class LockBody:
+    """What the lock file holds: its holder, the lease length, and whether the holder released it.
+
+    A released lock (left where the store cannot delete conditionally) is free for any run.
+    `lease_s` is None, and `pid` not written, when a lock read from the store lacks them.
+    """
+
+    holder: LockHolder
+    lease_s: Optional[float] = None
+    released: bool = False
+
+    def encode(self) -> bytes:
+        body: Dict[str, Any] = {name: getattr(self.holder, name) for name in _HOLDER_TEXT}
+        if self.holder.pid is not None:
+            body["pid"] = self.holder.pid
+        if self.lease_s is not None:
+            body["lease_s"] = self.lease_s
+        if self.released:
+            body["released"] = True
+        return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+    @classmethod
+    def decode(cls, data: bytes) -> Optional["LockBody"]:
+        """The lock body, or None when the bytes are not one (a torn or foreign write)."""
+        try:
+            body = json.loads(data.decode("utf-8"))
+            if not isinstance(body, dict):
+                return None
+            text = {name: str(body[name]) for name in _HOLDER_TEXT}
+            _epoch(text["expires_at"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError):
             return None
-        _epoch(str(body["expires_at"]))
-        for name in ("run_id", "host", "started_at", "token"):
-            str(body[name])
-        return body
-    except (ValueError, KeyError, TypeError, UnicodeDecodeError):
-        return None
+        pid, lease_s = body.get("pid"), body.get("lease_s")
+        holder = LockHolder(**text, pid=pid if isinstance(pid, int) else None)
+        return cls(holder, lease_s if isinstance(lease_s, (int, float)) else None, bool(body.get("released")))
+
+    def until(self, expires_at: str) -> "LockBody":
+        """The same lock with its lease ending at expires_at (a renewal)."""
+        return replace(self, holder=replace(self.holder, expires_at=expires_at))
+
+    def as_released(self) -> "LockBody":
+        """The same lock, released: its lease ended at the epoch, so any run takes it."""
+        return replace(self, holder=replace(self.holder, expires_at=_iso(0.0)), released=True)
 
 
-def _holder(body: Optional[Dict[str, Any]]) -> LockHolder:
-    if body is None:
-        return _UNREADABLE
-    pid = body.get("pid")
-    return LockHolder(run_id=str(body["run_id"]), host=str(body["host"]), started_at=str(body["started_at"]),
-                      expires_at=str(body["expires_at"]), token=str(body["token"]),
-                      pid=pid if isinstance(pid, int) else None)
+def _holder_of(body: Optional[LockBody]) -> LockHolder:
+    return _UNREADABLE if body is None else body.holder
+
+
+def _describe(body: Optional[LockBody]) -> str:
+    return "an unreadable lock" if body is None else body.holder.describe()
 
 
 # --- backends: read, and compare-and-swap on the version last read ---------------------------------
@@ -140,8 +173,9 @@ class _Backend:
         """Overwrite the lock if it is still at version; the new version, or None."""
         raise NotImplementedError
 
-    def delete(self, version: str) -> bool:
-        """Remove the lock if it is still at version; False when it changed or is gone."""
+    def delete(self, version: str, released: bytes) -> bool:
+        """Remove the lock if it is still at version; False when it changed or is gone. A store that
+        cannot delete conditionally overwrites it with `released` (a lock any run takes) instead."""
         raise NotImplementedError
 
 
@@ -194,7 +228,7 @@ class _S3Backend(_Backend):
     def replace(self, version: str, data: bytes) -> Optional[str]:
         return self._put(data, IfMatch=version)
 
-    def delete(self, version: str) -> bool:
+    def delete(self, version: str, released: bytes) -> bool:
         if self.conditional_delete:
             try:
                 self.client.delete_object(Bucket=self.bucket, Key=self.key, IfMatch=version)
@@ -211,19 +245,7 @@ class _S3Backend(_Backend):
         # No conditional delete: an unconditional delete after a conditional overwrite could remove a
         # lock another run took in between, so the released lock stays as a lapsed lease, which any
         # acquirer takes over by compare-and-swap.
-        return self.replace(version, _released(self.read_body(version))) is not None
-
-    def read_body(self, version: str) -> Dict[str, Any]:
-        current = self.read()
-        body = _decode(current[0]) if current and current[1] == version else None
-        return body or {}
-
-
-def _released(body: Dict[str, Any]) -> bytes:
-    released = dict(body, released=True, expires_at=_iso(0.0))
-    for name in ("run_id", "host", "started_at", "token"):
-        released.setdefault(name, "")
-    return _encode(released)
+        return self.replace(version, released) is not None
 
 
 class _LocalBackend(_Backend):
@@ -273,7 +295,7 @@ class _LocalBackend(_Backend):
             os.replace(tmp, self.path)  # a crash leaves the old lock or the new one, never half of one
             return hashlib.sha256(data).hexdigest()
 
-    def delete(self, version: str) -> bool:
+    def delete(self, version: str, released: bytes) -> bool:
         with self._locked():
             current = self._read()
             if current is None or current[1] != version:
@@ -328,10 +350,23 @@ class TableLock:
         self._mutex = threading.Lock()  # renewals from the thread and from check() take turns
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
-        self._body: Optional[Dict[str, Any]] = None  # what we last wrote; None when not held
+        self._body: Optional[LockBody] = None  # what we last wrote; None when not held
         self._version = ""
         self._expires = 0.0
         self._lost: Optional[str] = None
+
+    # -- hold: acquire, and release however the block ends
+
+    @contextmanager
+    def held(self, break_lock: bool = False) -> Iterator[LockHolder]:
+        """`with lock.held() as holder:` the block runs holding the lock, renewed in the background,
+        and the lock is released when the block ends, by an error too. LockRefused (from acquire)
+        when another run holds it; call check() inside before the snapshot pointer moves."""
+        holder = self.acquire(break_lock=break_lock)
+        try:
+            yield holder
+        finally:
+            self.release()
 
     # -- acquire
 
@@ -341,50 +376,52 @@ class TableLock:
         if self._body is not None:
             raise RuntimeError(f"{self.location} is already held by this run")
         now = self.clock()
-        token = secrets.token_hex(16)
-        body = {"run_id": self.run_id, "host": self.host, "pid": os.getpid(), "started_at": _iso(now),
-                "expires_at": _iso(now + self.lease_s), "token": token, "lease_s": self.lease_s}
-        data = _encode(body)
+        holder = LockHolder(run_id=self.run_id, host=self.host, started_at=_iso(now),
+                            expires_at=_iso(now + self.lease_s), token=secrets.token_hex(16), pid=os.getpid())
+        body = LockBody(holder, lease_s=self.lease_s)
+        data = body.encode()
         to_break: Optional[str] = None  # the version break_lock may take over: the one seen first
         for attempt in range(_ATTEMPTS):
             current = self._backend.read()
             if current is None:
                 version = self._backend.create(data)
                 if version is not None:
-                    return self._held(body, version)
+                    return self._hold(body, version)
                 continue  # somebody was quicker (or our own earlier write landed): read again
             raw, version = current
-            seen = _decode(raw)
-            if seen is not None and seen.get("token") == token:
-                return self._held(body, version)  # a write of ours whose answer was lost
-            holder = _holder(seen)
+            seen = LockBody.decode(raw)
+            if seen is not None and seen.holder.token == holder.token:
+                return self._hold(body, version)  # a write of ours whose answer was lost
             if break_lock and attempt == 0:
                 to_break = version
-                log.warning("--break-lock: taking %s from %s", self.location,
-                            "an unreadable lock" if seen is None else holder.describe())
-            if version == to_break:
-                pass
-            elif seen is not None and seen.get("released"):
-                log.info("taking %s, released by run %s", self.location, holder.run_id)
-            elif seen is not None and _epoch(holder.expires_at) <= now:
-                log.warning("taking over %s: the lease of %s has lapsed (it crashed or hung)",
-                            self.location, holder.describe())
-            else:
-                raise LockRefused(self.location, holder)
+                log.warning("--break-lock: taking %s from %s", self.location, _describe(seen))
+            if version != to_break:
+                self._may_take(seen, now)
             new_version = self._backend.replace(version, data)
             if new_version is not None:
-                return self._held(body, new_version)
-        raise LockRefused(self.location, _holder(_decode(current[0])) if current else _UNREADABLE,
+                return self._hold(body, new_version)
+        raise LockRefused(self.location, _holder_of(LockBody.decode(current[0]) if current else None),
                           f" (still contended after {_ATTEMPTS} attempts)")
 
-    def _held(self, body: Dict[str, Any], version: str) -> LockHolder:
+    def _may_take(self, seen: Optional[LockBody], now: float) -> None:
+        """Return when the lock found may be taken over (released, or its lease lapsed); else LockRefused."""
+        if seen is not None and seen.released:
+            log.info("taking %s, released by run %s", self.location, seen.holder.run_id)
+        elif seen is not None and _epoch(seen.holder.expires_at) <= now:
+            log.warning("taking over %s: the lease of %s has lapsed (it crashed or hung)",
+                        self.location, seen.holder.describe())
+        else:
+            raise LockRefused(self.location, _holder_of(seen))
+
+    def _hold(self, body: LockBody, version: str) -> LockHolder:
         # the lease ends when the stored time says, which others read (rounded to the millisecond)
-        self._body, self._version, self._expires, self._lost = body, version, _epoch(body["expires_at"]), None
-        log.info("locked %s for run %s until %s", self.location, self.run_id, body["expires_at"])
+        expires_at = body.holder.expires_at
+        self._body, self._version, self._expires, self._lost = body, version, _epoch(expires_at), None
+        log.info("locked %s for run %s until %s", self.location, self.run_id, expires_at)
         self._stop.clear()
         self._thread = threading.Thread(target=self._renew_loop, name=f"idstore-lock-{self.run_id}", daemon=True)
         self._thread.start()
-        return _holder(body)
+        return body.holder
 
     # -- renew / check
 
@@ -400,23 +437,27 @@ class TableLock:
             if now >= self._expires:
                 self._lose(f"the lease of run {self.run_id} on {self.location} lapsed at {_iso(self._expires)} "
                            "before it was renewed; another run may have taken the table")
-            body = dict(self._body, expires_at=_iso(now + self.lease_s))
-            data = _encode(body)
+            body = self._body.until(_iso(now + self.lease_s))
+            data = body.encode()
             version = self._backend.replace(self._version, data)
             if version is None:
-                # Lost the race, or our own write landed and its answer was lost: ours iff it carries our token.
-                current = self._backend.read()
-                seen = _decode(current[0]) if current else None
-                if seen is None or seen.get("token") != self._body["token"] or seen.get("released"):
-                    other = "nobody (it was removed)" if current is None else (
-                        "an unreadable lock" if seen is None else _holder(seen).describe())
-                    self._lose(f"the lock {self.location} of run {self.run_id} was taken over; it is now held "
-                               f"by {other}")
-                version = self._backend.replace(current[1], data) if current[0] != data else current[1]
-                if version is None:
-                    self._lose(f"the lock {self.location} of run {self.run_id} changed while it was renewed")
-            self._body, self._version, self._expires = body, version, _epoch(body["expires_at"])
-            return _holder(body)
+                version = self._rewrite_if_ours(self._body.holder.token, data)
+            self._body, self._version, self._expires = body, version, _epoch(body.holder.expires_at)
+            return body.holder
+
+    def _rewrite_if_ours(self, token: str, data: bytes) -> str:
+        """After a renewal's compare-and-swap failed: we lost the race, or our own write landed and its
+        answer was lost. The lock is ours iff it carries our token; then write `data` (if it is not
+        there already) and return its version, else LockLost."""
+        current = self._backend.read()
+        seen = LockBody.decode(current[0]) if current else None
+        if current is None or seen is None or seen.holder.token != token or seen.released:
+            other = "nobody (it was removed)" if current is None else _describe(seen)
+            self._lose(f"the lock {self.location} of run {self.run_id} was taken over; it is now held by {other}")
+        version = self._backend.replace(current[1], data) if current[0] != data else current[1]
+        if version is None:
+            self._lose(f"the lock {self.location} of run {self.run_id} changed while it was renewed")
+        return version
 
     def _lose(self, reason: str) -> NoReturn:
         self._lost = reason
@@ -457,33 +498,31 @@ class TableLock:
             if body is None:
                 return
             try:
-                if self._backend.delete(version):
-                    log.info("unlocked %s (run %s)", self.location, self.run_id)
-                    return
-                current = self._backend.read()
-                seen = _decode(current[0]) if current else None
-                if current is None:
-                    log.info("the lock %s of run %s was already gone", self.location, self.run_id)
-                elif seen is not None and seen.get("token") == body["token"] and not seen.get("released"):
-                    if self._backend.delete(current[1]):
-                        log.info("unlocked %s (run %s)", self.location, self.run_id)
-                    else:
-                        log.warning("could not remove the lock %s of run %s: it changed meanwhile",
-                                    self.location, self.run_id)
-                else:
-                    log.warning("not removing %s: run %s lost it, it is now held by %s", self.location,
-                                self.run_id, "an unreadable lock" if seen is None else _holder(seen).describe())
+                self._remove(body, version)
             except self._backend.errors as exc:
                 log.warning("could not remove the lock %s of run %s (it lapses with its lease): %s",
                             self.location, self.run_id, exc)
 
+    def _remove(self, body: LockBody, version: str) -> None:
+        """Delete the lock we last wrote at version; failing that, whatever lock still carries our token."""
+        if self._backend.delete(version, body.as_released().encode()):
+            log.info("unlocked %s (run %s)", self.location, self.run_id)
+            return
+        current = self._backend.read()
+        seen = LockBody.decode(current[0]) if current else None
+        if current is None:
+            log.info("the lock %s of run %s was already gone", self.location, self.run_id)
+        elif seen is not None and seen.holder.token == body.holder.token and not seen.released:
+            if self._backend.delete(current[1], seen.as_released().encode()):
+                log.info("unlocked %s (run %s)", self.location, self.run_id)
+            else:
+                log.warning("could not remove the lock %s of run %s: it changed meanwhile",
+                            self.location, self.run_id)
+        else:
+            log.warning("not removing %s: run %s lost it, it is now held by %s", self.location,
+                        self.run_id, _describe(seen))
+
     @property
-    def held(self) -> bool:
+    def is_held(self) -> bool:
+        """Acquired, not released, and not found lost."""
         return self._body is not None and not self._lost
-
-    def __enter__(self) -> "TableLock":
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.release()

@@ -6,34 +6,28 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
+from idstore.pipeline.report import Outcome
 
 log = logging.getLogger(__name__)
 
-FAILED_OUTCOMES = ("failed", "refused")
-
-# The metric names, once: the jobs record them (RunReport.metrics), the rendered dashboard and
-# alarms read them.
+# The metric names, once: the jobs' results give them (RunReport.metrics), the rendered
+# dashboard and alarms read them; which job publishes which is in pipeline/jobs.py.
 DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED = "DurationSeconds", "RunsSucceeded", "RunsFailed"
 ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED = "ItemsPut", "ItemsDeleted", "ItemsRejected"
 CONSUMED_WCU, CONSUMED_RCU, THROTTLES = "ConsumedWCU", "ConsumedRCU", "Throttles"
 ITEMS_UNCHANGED, RUN_COST_USD = "ItemsUnchanged", "RunCostUSD"
 EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED = "EventsRead", "EventsMatched", "EventsQuarantined"
 RUN_METRICS = (DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED)
-JOB_METRICS = {
-    "sync": (ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED, ITEMS_UNCHANGED, CONSUMED_WCU, CONSUMED_RCU, THROTTLES,
-             RUN_COST_USD),
-    "filter": (EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED),
-}
 
 
 def run_metrics(report) -> List[Dict[str, Any]]:
     """MetricData for put_metric_data from a RunReport: the run's outcome and what the job recorded."""
     figures: Dict[str, Optional[float]] = {
         DURATION_SECONDS: report.durations_s.get("total"),
-        RUNS_SUCCEEDED: 1.0 if report.outcome == "succeeded" else 0.0,
-        RUNS_FAILED: 1.0 if report.outcome in FAILED_OUTCOMES else 0.0,
+        RUNS_SUCCEEDED: 1.0 if report.outcome == Outcome.SUCCEEDED else 0.0,
+        RUNS_FAILED: 1.0 if report.outcome in (Outcome.FAILED, Outcome.REFUSED) else 0.0,
+        **report.metrics,
     }
-    figures.update({name: report.metrics[name] for name in JOB_METRICS[report.job] if name in report.metrics})
     now = datetime.now(timezone.utc)
     return [
         {"MetricName": name, "Dimensions": [{"Name": "Job", "Value": report.job}], "Timestamp": now,
@@ -46,7 +40,7 @@ def run_metrics(report) -> List[Dict[str, Any]]:
 def publish_run_metrics(config: Config, report, client=None) -> int:
     """Put the run's figures in config.cloudwatch.namespace; returns how many (0 when disabled,
     for a dry run, or when CloudWatch refused them: metrics never change a run's outcome)."""
-    if not config.cloudwatch.enabled or report.outcome == "dry_run":
+    if not config.cloudwatch.enabled or report.outcome == Outcome.DRY_RUN:
         return 0
     data = run_metrics(report)
     try:

@@ -9,7 +9,7 @@ column as the id set.
 """
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -27,16 +27,23 @@ DIGEST, WRITTEN_AT, WRITTEN_BY, EXPIRES_AT = "_digest", "_written_at", "_written
 @dataclass(frozen=True)
 class Fingerprint:
     """Everything that shapes an item: a change to any of it means the record no longer
-    describes what the next run would write."""
+    describes what the next run would write.
 
-    table: str
-    region: str
-    key_attribute: str
-    attribute_columns: Tuple[str, ...]
-    ttl_attribute: str
-    ttl_days: int
-    id_column: str
-    format_version: int = FORMAT_VERSION
+    Read from a pointer (`from_dict`), the fingerprint is what that pointer recorded: a key it
+    lacks (an older release wrote it) is None, and keys this release does not know are kept in
+    `unknown`. Both differ from any fingerprint of a configuration, so `changes_from` names
+    them and the run is a full one.
+    """
+
+    table: Optional[str]
+    region: Optional[str]
+    key_attribute: Optional[str]
+    attribute_columns: Optional[Tuple[str, ...]]
+    ttl_attribute: Optional[str]
+    ttl_days: Optional[int]
+    id_column: Optional[str]
+    format_version: Optional[int] = FORMAT_VERSION
+    unknown: Tuple[Tuple[str, Any], ...] = ()  # (key, value) a pointer recorded that this release does not know
 
     @classmethod
     def of(cls, config: Config) -> "Fingerprint":
@@ -44,19 +51,35 @@ class Fingerprint:
         return cls(cfg.table, cfg.region, cfg.key_attribute, tuple(config.source.attribute_columns),
                    cfg.ttl_attribute, cfg.ttl_days, config.source.id_column)
 
+    @classmethod
+    def from_dict(cls, data: Any) -> "Fingerprint":
+        """The fingerprint a pointer recorded; anything but a JSON object recorded nothing (every key None)."""
+        recorded = data if isinstance(data, dict) else {}
+        known = [f.name for f in fields(cls) if f.name != "unknown"]
+        values = {name: recorded.get(name) for name in known}
+        if isinstance(values["attribute_columns"], list):
+            values["attribute_columns"] = tuple(values["attribute_columns"])
+        unknown = tuple(sorted((name, value) for name, value in recorded.items() if name not in known))
+        return cls(**values, unknown=unknown)
+
     def as_dict(self) -> Dict[str, Any]:
-        data = asdict(self)
-        data["attribute_columns"] = list(self.attribute_columns)
+        """The JSON object the pointer holds (the inverse of from_dict)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "unknown"}
+        if isinstance(self.attribute_columns, tuple):
+            data["attribute_columns"] = list(self.attribute_columns)
+        data.update(self.unknown)
         return data
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:16]
 
-    def changes_from(self, recorded: Dict[str, Any]) -> List[str]:
-        """What differs from a recorded fingerprint, as `name: old -> new`."""
-        mine = self.as_dict()
-        return [f"{name}: {recorded.get(name)!r} -> {value!r}" for name, value in mine.items()
-                if recorded.get(name) != value]
+    def changes_from(self, recorded: "Fingerprint") -> List[str]:
+        """What differs from a recorded fingerprint, as `name: old -> new`; a key only one of them
+        has counts as a change (None on the side that lacks it)."""
+        mine, theirs = self.as_dict(), recorded.as_dict()
+        names = [*mine, *(name for name in theirs if name not in mine)]
+        return [f"{name}: {theirs.get(name)!r} -> {mine.get(name)!r}" for name in names
+                if name not in mine or name not in theirs or theirs[name] != mine[name]]
 
 
 @dataclass(frozen=True)
@@ -68,7 +91,7 @@ class Pointer:
     id_column: str
     written_at: str  # ISO-8601 UTC
     keys: int  # rows in the record: a record whose files hold another count is incomplete
-    fingerprint: Dict[str, Any]
+    fingerprint: Fingerprint
     verified_at: str  # the last full run, which wrote every key and repaired any drift
     runs_since_verify: int  # delta runs since then
     format_version: int = FORMAT_VERSION
@@ -77,8 +100,16 @@ class Pointer:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "Pointer":
-        names = cls.__dataclass_fields__
-        return cls(**{name: data[name] for name in names if name in data})
+        values = {f.name: data[f.name] for f in fields(cls) if f.name in data}
+        if "fingerprint" in values:
+            values["fingerprint"] = Fingerprint.from_dict(values["fingerprint"])
+        return cls(**values)
+
+    def as_dict(self) -> Dict[str, Any]:
+        """The JSON object _LATEST.json holds."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["fingerprint"] = self.fingerprint.as_dict()
+        return data
 
 
 def attribute_digest(columns: Sequence[str]) -> Column:
@@ -98,8 +129,8 @@ def read_pointer(config: Config) -> Pointer:
     if not isinstance(data, dict):
         raise ValueError("the pointer is not a JSON object")
     if data.get("format_version", 1) != FORMAT_VERSION:
-        return Pointer(data["run_id"], data["path"], data["id_column"], data.get("written_at", ""), -1, {}, "", 0,
-                       int(data.get("format_version", 1)))
+        return Pointer(data["run_id"], data["path"], data["id_column"], data.get("written_at", ""), -1,
+                       Fingerprint.from_dict({}), "", 0, int(data.get("format_version", 1)))
     return Pointer.from_dict(data)
 
 
@@ -111,13 +142,13 @@ def write_record(record: DataFrame, config: Config, run_id: str, keys: int, key_
     stamp = now.astimezone(timezone.utc).isoformat()
     pointer = Pointer(
         run_id=run_id, path=target, id_column=config.source.id_column, written_at=stamp, keys=keys,
-        fingerprint=Fingerprint.of(config).as_dict(),
+        fingerprint=Fingerprint.of(config),
         verified_at=stamp if full_run or previous is None else previous.verified_at,
         runs_since_verify=0 if full_run or previous is None else previous.runs_since_verify + 1,
         key_bytes=key_bytes,
         id_type=record.schema[config.source.id_column].dataType.simpleString(),
     )
-    io.write_json(io.join(config.snapshot.path, POINTER), asdict(pointer), config.aws.endpoint_url,
+    io.write_json(io.join(config.snapshot.path, POINTER), pointer.as_dict(), config.aws.endpoint_url,
                   config.aws.region)
     return target
 

@@ -1,5 +1,7 @@
-"""The one place a SparkSession is built, from explicit settings; its Hadoop conf; Spark work in a background thread."""
-from typing import Callable, Generic, Mapping, Optional, TypeVar
+"""The one place a SparkSession is built, from explicit settings; its Hadoop conf; Spark work in a
+background thread; the session settings and job tracking a run scopes to itself."""
+from contextlib import contextmanager
+from typing import Callable, Generic, Iterator, Mapping, Optional, TypeVar
 
 from pyspark import InheritableThread
 from pyspark.sql import SparkSession
@@ -7,6 +9,11 @@ from pyspark.sql import SparkSession
 from idstore.redaction import with_redaction_kept
 
 T = TypeVar("T")
+
+EXCLUDED_RULES_KEY = "spark.sql.adaptive.optimizer.excludedRules"
+EMPTY_RELATION_RULE = "org.apache.spark.sql.execution.adaptive.AQEPropagateEmptyRelation"
+MIN_SCAN_TASKS_KEY = "spark.sql.files.minPartitionNum"
+SCAN_TASKS_PER_CORE = 2
 
 # Defaults every idstore job relies on; config [spark] settings win over them.
 JOB_DEFAULTS = {
@@ -59,3 +66,65 @@ class InBackground(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]  # work() returned it
+
+
+def keep_observed_metrics(spark: SparkSession) -> None:
+    """Stop AQE from replacing a stage that yields no rows with an empty relation.
+
+    That rewrite drops the plan's observed metrics with it (Spark 3.5): a day, or a whole
+    run, that keeps no events would lose its read counts.
+    """
+    current = [r for r in (spark.conf.get(EXCLUDED_RULES_KEY, "") or "").split(",") if r]
+    if EMPTY_RELATION_RULE not in current:
+        spark.conf.set(EXCLUDED_RULES_KEY, ",".join([*current, EMPTY_RELATION_RULE]))
+
+
+@contextmanager
+def balanced_scan(spark: SparkSession) -> Iterator[None]:
+    """Split the archive's scan into at least SCAN_TASKS_PER_CORE tasks a core, unless [spark] says otherwise.
+
+    Spark packs files into tasks of up to 128 MB, but never fewer tasks than cores: 200 MB
+    on 2 cores is 3 tasks, and the third runs alone while a core idles (a third of the pass).
+    Twice the cores keeps the last wave full; over 128 MB a core, nothing changes. Restored
+    afterwards, so a session that runs other work after the filter keeps its own setting.
+    """
+    if spark.conf.get(MIN_SCAN_TASKS_KEY, None) is not None:
+        yield
+        return
+    cores = max(1, spark.sparkContext.defaultParallelism)
+    spark.conf.set(MIN_SCAN_TASKS_KEY, str(SCAN_TASKS_PER_CORE * cores))
+    try:
+        yield
+    finally:
+        spark.conf.unset(MIN_SCAN_TASKS_KEY)
+
+
+@contextmanager
+def job_group(spark: SparkSession, group: str, description: str) -> Iterator[str]:
+    """Tag this thread's Spark jobs with `group` (for the status tracker), then restore the old tags."""
+    context = spark.sparkContext
+    keys = ("spark.jobGroup.id", "spark.job.description")
+    previous = [context.getLocalProperty(key) for key in keys]
+    context.setJobGroup(group, description)
+    try:
+        yield group
+    finally:
+        for key, value in zip(keys, previous):
+            context.setLocalProperty(key, value)
+
+
+def rerun_stages(spark: SparkSession, group: str) -> int:
+    """How many stages of the jobs in `group` ran more than one attempt."""
+    tracker = spark.sparkContext.statusTracker()
+    stages = set()
+    for job_id in tracker.getJobIdsForGroup(group):
+        job = tracker.getJobInfo(job_id)
+        stages.update(job.stageIds if job else [])
+    infos = [tracker.getStageInfo(stage_id) for stage_id in stages]
+    return sum(1 for info in infos if info is not None and info.currentAttemptId > 0)
+
+
+def spark_path(spark: SparkSession, uri: str) -> str:
+    """A path as Spark's file index names it, from the URL-encoded form a scan gives a row's file."""
+    jvm = spark.sparkContext._jvm
+    return str(jvm.org.apache.hadoop.fs.Path(jvm.java.net.URI(uri)))

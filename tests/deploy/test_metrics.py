@@ -4,20 +4,30 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from idstore.metrics import publish_run_metrics, run_metrics
-from idstore.pipeline.common import RunReport
+from idstore.pipeline.report import JobResult, RunReport
+
+
+class Figures(JobResult):
+    """A job's result reduced to the figures it gives CloudWatch: what these tests are about."""
+
+    def __init__(self, **figures):
+        self.figures = figures
+
+    def metrics(self):
+        return dict(self.figures)
 
 
 def sync_report(outcome="succeeded"):
-    report = RunReport(job="sync", run_id="r1", config={})
-    report.metrics.update(ItemsPut=998, ItemsDeleted=40, ItemsRejected=9, ConsumedWCU=1040.0, Throttles=17)
+    figures = Figures(ItemsPut=998, ItemsDeleted=40, ItemsRejected=9, ConsumedWCU=1040.0, Throttles=17)
+    report = RunReport(job="sync", run_id="r1", config={}, result=figures)
     report.finish(outcome)
     report.durations_s["total"] = 12.5
     return report
 
 
 def filter_report():
-    report = RunReport(job="filter", run_id="r2", config={})
-    report.metrics.update(EventsRead=50_000, EventsMatched=1_234, EventsQuarantined=10)
+    figures = Figures(EventsRead=50_000, EventsMatched=1_234, EventsQuarantined=10)
+    report = RunReport(job="filter", run_id="r2", config={}, result=figures)
     report.finish("succeeded")
     return report
 

@@ -10,7 +10,7 @@ import pytest
 
 from idstore import io
 from idstore.config import load_config
-from idstore.pipeline.common import RunReport
+from idstore.pipeline.report import RunReport
 
 FLAT_SCHEMA = "id STRING, time STRING, productId STRING, reason STRING"
 
@@ -120,6 +120,7 @@ def output_files(root: Path) -> Dict[str, List[Tuple[str, int, int]]]:
 def job(tmp_path, spark):
     """A config factory over tmp_path, and a runner of run_filter in this process."""
     from idstore.pipeline.filter import run_filter
+    from idstore.pipeline.options import FilterOptions
 
     data = tmp_path / "data"
 
@@ -145,7 +146,7 @@ def job(tmp_path, spark):
 
         def run(self, *overrides: str, start=None, end=None, run_id: str = "run-1") -> RunReport:
             report = RunReport(job="filter", run_id=run_id, config={})
-            run_filter(spark, self.config(*overrides), report, {}, start=start, end=end)
+            run_filter(spark, self.config(*overrides), report, {}, FilterOptions(start=start, end=end))
             return report
 
     return Job()

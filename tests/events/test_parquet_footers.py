@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from idstore.events.join import choose_join
+from idstore.events.passes import PassInputs, files_with_missing_ids, parquet_rows_by_day
 from idstore.jvm import parquet_footers
-from idstore.pipeline.common import RunFailed
-from idstore.pipeline.filter import _files_with_missing_ids, _parquet_rows_by_day
+from idstore.pipeline.report import RunFailed
 
 from .conftest import output_events
 
@@ -95,8 +96,9 @@ def test_without_the_jar_spark_jobs_give_exact_counts_and_the_files_that_hold_mi
     config = job.config("events.format=parquet", "events.schema=id STRING, detail STRUCT<productId: STRING>")
     days = ["2024-01-01", "2024-01-02"]
 
-    rows = _parquet_rows_by_day(spark, config, days, None)
-    missing = _files_with_missing_ids(spark, config, days, None)
+    inputs = PassInputs(spark, config, tuple(days), spark.createDataFrame([], "product_id string"), choose_join(0, 1))
+    rows = parquet_rows_by_day(inputs, None)
+    missing = files_with_missing_ids(inputs, None)
 
     day_of = {p.stem: p.parent.name[3:] for p in job.events.glob("dt=*/*.parquet") if p.stat().st_size}
     assert rows == {d: sum(len(v) for n, v in ids.items() if day_of[n] == d) for d in days}

@@ -58,13 +58,14 @@ def run_here(spark, job_conf, *args, full=False):
     does not test: each spark-submit costs a JVM start.
     """
     from idstore.config import load_config
-    from idstore.pipeline.common import RunReport, redacted_config
+    from idstore.pipeline.options import SyncOptions
+    from idstore.pipeline.report import RunReport, redacted_config
     from idstore.pipeline.sync import run_sync
 
     assert set(args[0::2]) <= {"--set"}, args
     config = load_config(str(job_conf), list(args[1::2]))
     report = RunReport(job="sync", run_id=f"p-{uuid.uuid4().hex[:8]}", config=redacted_config(config))
-    run_sync(spark, config, report, {}, full=full)
+    run_sync(spark, config, report, {}, SyncOptions(full=full))
     return report
 
 

@@ -10,6 +10,7 @@ sleeps (3 s, with a short lease).
 """
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from idstore.lock import LockHolder, LockLost, LockRefused, TableLock, lock_location
+from idstore.lock import LockBody, LockHolder, LockLost, LockRefused, TableLock, lock_location
 
 LEASE = 120.0
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
@@ -170,10 +171,62 @@ def test_release_lets_the_next_run_in(store):
     assert store.body()["run_id"] == "run-2"
 
 
-def test_the_context_manager_acquires_and_releases(store):
-    with store.lock("run-1") as lock:
-        assert lock.held and store.body()["run_id"] == "run-1"
-    assert not lock.held and store.raw() is None
+def test_held_holds_the_lock_for_the_block_and_releases_it_after(store):
+    lock = store.lock("run-1")
+    with lock.held() as holder:
+        assert holder.run_id == "run-1" and lock.is_held and store.body()["run_id"] == "run-1"
+        lock.check()
+    assert not lock.is_held and store.raw() is None
+
+
+def test_held_releases_the_lock_when_the_block_fails(store):
+    lock = store.lock("run-1")
+    with pytest.raises(ValueError, match="write failed"), lock.held():
+        raise ValueError("write failed")
+    assert not lock.is_held and store.raw() is None
+    assert store.lock("run-2").acquire().run_id == "run-2"
+
+
+def test_held_refuses_a_held_table_without_touching_its_lock(store):
+    clock = Clock()
+    store.lock("run-1", clock=clock).acquire()
+    before = store.raw()
+    second = store.lock("run-2", clock=clock)
+    with pytest.raises(LockRefused, match="run-1"), second.held():
+        pytest.fail("the block must not run without the lock")
+    assert store.raw() == before and not second.is_held
+    with second.held(break_lock=True) as holder:
+        assert holder.run_id == "run-2" and store.body()["run_id"] == "run-2"
+    assert store.raw() is None
+
+
+def test_the_lock_file_is_the_json_object_it_always_was(store):
+    clock = Clock()
+    lock = store.lock("run-1", host="host-a", clock=clock)
+    holder = lock.acquire()
+    expected = {"run_id": "run-1", "host": "host-a", "pid": os.getpid(), "started_at": "2027-01-15T08:00:00.000Z",
+                "expires_at": "2027-01-15T08:02:00.000Z", "token": holder.token, "lease_s": 120.0}
+    assert store.raw() == (json.dumps(expected, indent=2, sort_keys=True) + "\n").encode("utf-8")
+    clock.now += 60
+    lock.renew()
+    renewed = dict(expected, expires_at="2027-01-15T08:03:00.000Z")
+    assert store.raw() == (json.dumps(renewed, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def test_a_lock_body_reads_what_it_writes_and_a_lock_without_pid_or_lease():
+    holder = LockHolder(run_id="r", host="h", started_at="2027-01-15T08:00:00.000Z",
+                        expires_at="2027-01-15T08:02:00.000Z", token="t" * 32, pid=7)
+    body = LockBody(holder, lease_s=120.0)
+    assert LockBody.decode(body.encode()) == body
+    released = LockBody.decode(body.as_released().encode())
+    assert released.released and released.holder.expires_at == "1970-01-01T00:00:00.000Z"
+    bare = b'{"run_id": "r", "host": "h", "started_at": "s", "expires_at": "2027-01-15T08:02:00Z", "token": "t"}'
+    read = LockBody.decode(bare)
+    assert (read.holder.pid, read.lease_s, read.released) == (None, None, False)
+    assert json.loads(read.encode()) == json.loads(bare)  # written back with nothing added
+    for damaged in (b"{not json", b"[]", b'{"run_id": "r"}', b'{"run_id": "r", "host": "h", "started_at": "s", '
+                    b'"expires_at": "not a time", "token": "t"}', b"\xff"):
+        assert LockBody.decode(damaged) is None
 
 
 def test_an_expired_lease_is_taken_over(store, caplog):
@@ -353,6 +406,7 @@ def test_acquiring_twice_in_one_run_is_a_bug_and_a_released_lock_is_not_held(sto
     lock.release()
     with pytest.raises(LockLost):
         lock.check()
+    assert not lock.is_held
 
 
 def test_s3_release_without_conditional_delete_leaves_a_released_lock_the_next_run_takes(moto_endpoint, tmp_path):
@@ -369,7 +423,9 @@ def test_s3_release_without_conditional_delete_leaves_a_released_lock_the_next_r
     client.delete_object = refuse
     first.release()
     body = store.body()
-    assert body["released"] is True and body["run_id"] == "run-1"
+    assert body == {"run_id": "run-1", "host": "host-a", "pid": os.getpid(), "started_at": "2027-01-15T08:00:00.000Z",
+                    "expires_at": "1970-01-01T00:00:00.000Z", "token": body["token"], "lease_s": LEASE,
+                    "released": True}
     second = store.lock("run-2", clock=clock)
     assert second.acquire().run_id == "run-2"
     assert "released" not in store.body()

@@ -1,15 +1,18 @@
 """The filter's scan split setting is scoped to the run; background Spark work keeps its job group."""
 import pytest
 
-from idstore.pipeline.filter import MIN_SCAN_TASKS_KEY, SCAN_TASKS_PER_CORE, balanced_scan, job_group
-from idstore.spark import InBackground
+from idstore.spark import InBackground, balanced_scan, job_group
+
+# Spark's own name for the setting, written out: a misspelt key in the code would be ignored by Spark.
+MIN_SCAN_TASKS_KEY = "spark.sql.files.minPartitionNum"
 
 
-def test_balanced_scan_asks_for_tasks_per_core_and_restores_the_session(spark):
+def test_balanced_scan_asks_for_two_tasks_a_core_and_restores_the_session(spark):
+    assert spark.sparkContext.defaultParallelism == 2  # tests/conftest.py: local[2]
     assert spark.conf.get(MIN_SCAN_TASKS_KEY, None) is None
     with balanced_scan(spark):
         inside = spark.conf.get(MIN_SCAN_TASKS_KEY)
-    assert int(inside) == SCAN_TASKS_PER_CORE * spark.sparkContext.defaultParallelism
+    assert inside == "4"  # 2 cores x 2 tasks a core
     assert spark.conf.get(MIN_SCAN_TASKS_KEY, None) is None
 
 

@@ -10,25 +10,13 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from idstore.events.prefilter import UNDECIDED
-from idstore.events.reader import CORRUPT, status_of
 
 log = logging.getLogger(__name__)
 
 JOIN_KEY = "_idstore_event_id"
-STATUS = "_idstore_status"  # ok | malformed | missing_id
 # Spark's broadcast hash table of short string keys costs about 100 bytes a key on top of
 # the key itself (BytesToBytesMap entry, key and value UnsafeRows, pointers).
 HASH_TABLE_BYTES_PER_KEY = 96
-
-
-def with_status(event_id: Column):
-    """Transform: tag each event ok, malformed (unparseable or off-schema line) or missing_id."""
-
-    def transform(df: DataFrame) -> DataFrame:
-        corrupt = F.col(CORRUPT) if CORRUPT in df.columns else None
-        return df.withColumn(STATUS, status_of(event_id, corrupt))
-
-    return transform
 
 
 def join_keys(ids: DataFrame, id_col: str, broadcast: bool, undecided: bool = False) -> DataFrame:
@@ -46,14 +34,6 @@ def semi_join(events: DataFrame, event_key: Column, keys: DataFrame) -> DataFram
     The key is the join's condition, not a column: one step for Spark to analyse, not three.
     """
     return events.join(keys, event_key == keys[JOIN_KEY], "left_semi")
-
-
-def keep_events_in_set(events: DataFrame, event_key: Column, ids: DataFrame, id_col: str, broadcast: bool) -> DataFrame:
-    """The events whose `event_key` is in `ids[id_col]`; columns of `events` unchanged.
-
-    A left-semi join never duplicates an event, whatever duplicates the id set holds.
-    """
-    return semi_join(events, event_key, join_keys(ids, id_col, broadcast))
 
 
 @dataclass(frozen=True)

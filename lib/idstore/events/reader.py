@@ -195,12 +195,3 @@ def id_column(cfg: EventsConfig) -> Column:
     for part in parts[1:]:
         column = column.getField(part)
     return column
-
-
-def status_of(event_id: Column, corrupt: Optional[Column]) -> Column:
-    """ok, malformed (unparseable or off-schema line) or missing_id (null, empty or blank id)."""
-    status = F.when(F.lit(False), F.lit(None))
-    if corrupt is not None:
-        status = status.when(corrupt.isNotNull(), F.lit("malformed"))
-    status = status.when(event_id.isNull() | (F.trim(event_id.cast("string")) == ""), F.lit("missing_id"))
-    return F.coalesce(status, F.lit("ok"))

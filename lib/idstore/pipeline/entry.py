@@ -6,75 +6,87 @@ import logging
 import os
 import re
 import sys
+import uuid
+from datetime import datetime, timezone
 from typing import Mapping, Optional, Sequence
 
-from idstore.config import ConfigError, load_config
-from idstore.pipeline.common import (
+from idstore.config import Config, ConfigError, load_config
+from idstore.pipeline.jobs import JOBS, Job
+from idstore.pipeline.report import (
     FAILED,
     OK,
     REFUSED,
     USAGE,
+    Outcome,
     RunRefused,
     RunReport,
-    configure_logging,
-    new_run_id,
-    parse_job_args,
     redacted_config,
-    scrubbed,
     write_report,
 )
+from idstore.redaction import RedactingFilter, scrubbed
 
 log = logging.getLogger(__name__)
 
-def run_job(job: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None,
+
+def run_job(name: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None,
             base_spark_conf: Optional[Mapping[str, str]] = None) -> int:
-    """Run `job`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only."""
-    args = parse_job_args(job, argv)
+    """Run job `name`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only."""
+    job = JOBS[name]
+    args, options = job.parse(argv)
     configure_logging(args.verbose)
     try:
         config = load_config(args.conf, args.overrides)
     except ConfigError as exc:
-        print(f"idstore {job}: config error: {exc}", file=sys.stderr)
+        print(f"idstore {job.name}: config error: {exc}", file=sys.stderr)
         return USAGE
-    report = RunReport(job=job, run_id=args.run_id or new_run_id(), config=redacted_config(config))
+    report = RunReport(job=job.name, run_id=args.run_id or new_run_id(), config=redacted_config(config))
 
     from idstore.spark import build_session
 
-    spark = build_session(f"idstore-{job}", {**(base_spark_conf or {}), **config.spark}, master=master)
-    code = OK
+    spark = build_session(f"idstore-{job.name}", {**(base_spark_conf or {}), **config.spark}, master=master)
     try:
-        _run(job, spark, config, report, args)
-        report.finish("dry_run" if args.dry_run else "succeeded")
-    except ConfigError as exc:
-        report.finish("failed", f"config error: {exc}")
-        code = USAGE
-    except RunRefused as exc:
-        report.finish("refused", str(exc))
-        code = REFUSED
-    except Exception as exc:  # noqa: BLE001 - every failure ends in a report and an exit code
-        log.exception("%s run %s failed", job, report.run_id)
-        report.finish("failed", _short(exc))
-        code = FAILED
+        code = _run(job, spark, config, report, options)
     finally:
         spark.stop()
     _publish(config, report)
     return code
 
 
-def _run(job, spark, config, report, args) -> None:
-    if job == "sync":
-        from idstore.pipeline.sync import run_sync
+def _run(job: Job, spark, config: Config, report: RunReport, options) -> int:
+    """The job's run, ended in the report; its exit code."""
+    try:
+        job.run(spark, config, report, os.environ, options)
+        report.finish(Outcome.DRY_RUN if options.dry_run else Outcome.SUCCEEDED)
+        return OK
+    except ConfigError as exc:
+        report.finish(Outcome.FAILED, f"config error: {exc}")
+        return USAGE
+    except RunRefused as exc:
+        report.finish(Outcome.REFUSED, str(exc))
+        return REFUSED
+    except Exception as exc:  # noqa: BLE001 - every failure ends in a report and an exit code
+        log.exception("%s run %s failed", job.name, report.run_id)
+        report.finish(Outcome.FAILED, _short(exc))
+        return FAILED
 
-        run_sync(spark, config, report, os.environ, dry_run=args.dry_run, force=args.force, full=args.full,
-                 break_lock=args.break_lock)
-    else:
-        from idstore.pipeline.filter import run_filter
 
-        run_filter(spark, config, report, os.environ, start=args.start, end=args.end, ids_from=args.ids,
-                   dry_run=args.dry_run)
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
 
 
-def _publish(config, report: RunReport) -> None:
+def configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    logging.getLogger("botocore").setLevel(logging.WARNING)
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+
+
+def _publish(config: Config, report: RunReport) -> None:
     """The JSON report, CloudWatch metrics when [cloudwatch] is on, and the summary on stdout."""
     from idstore.metrics import publish_run_metrics
 

@@ -26,9 +26,7 @@ def resolve_credentials(source: SourceConfig, aws: AwsConfig, environ: Mapping[s
     if uses_iam(source.url):
         # the driver fetches temporary credentials for DbUser from the cluster's IAM role
         return Credentials(user=source.user)
-    if source.secret_id and source.password_env:
-        raise ConfigError("source.secret_id and source.password_env are both set; keep one")
-    if source.secret_id:
+    if source.secret_id:  # not both: the config's load refuses that
         credentials = _from_secret(source.secret_id, aws)
     elif source.password_env:
         if source.password_env not in environ:

@@ -8,7 +8,7 @@ from typing import Dict, List
 
 from pyspark.sql import DataFrame, SparkSession
 
-from idstore.config import ConfigError, SourceConfig
+from idstore.config import ConfigError, SourceConfig, SourceMode
 from idstore.jvm import redshift_read_driver
 from idstore.source.credentials import Credentials, uses_iam
 
@@ -62,11 +62,10 @@ def jdbc_properties(source: SourceConfig, credentials: Credentials) -> Dict[str,
 
 
 def unload_options(source: SourceConfig, credentials: Credentials) -> Dict[str, str]:
-    """Options for EMR's Redshift connector: UNLOAD to S3 as Parquet, then read in parallel."""
-    if dialect(source.url) != "redshift":
-        raise ConfigError("source.mode: unload needs a jdbc:redshift:// URL")
-    if not source.unload_tempdir or not source.unload_iam_role:
-        raise ConfigError("source.mode: unload needs source.unload_tempdir and source.unload_iam_role")
+    """Options for EMR's Redshift connector: UNLOAD to S3 as Parquet, then read in parallel.
+
+    The config's load checked that the URL is Redshift's and that the two unload keys are set.
+    """
     options = {
         "url": source.url,
         "query": source.query,
@@ -90,7 +89,7 @@ def read_source(spark: SparkSession, source: SourceConfig, credentials: Credenti
     """The source query's rows, in `source.partitions` parallel reads."""
     if not source.query:
         raise ConfigError("source.query: empty; give the query that returns the id set")
-    if source.mode == "unload":
+    if source.mode == SourceMode.UNLOAD:
         reader = spark.read.format(REDSHIFT_CONNECTOR)
         return reader.options(**unload_options(source, credentials)).load()
     kind = dialect(source.url)

@@ -8,7 +8,8 @@ import json
 from typing import Any, Dict, List, Optional
 
 from idstore.config import Config
-from idstore.metrics import JOB_METRICS, RUNS_FAILED
+from idstore.metrics import RUNS_FAILED
+from idstore.pipeline.jobs import JOBS
 from idstore_tools.deploy import iam, layout, render
 from idstore_tools.deploy.naming import Names
 
@@ -161,8 +162,8 @@ def _monitoring(config: Config, names: Names, machines: List[str]) -> Dict[str, 
         },
     }
     widgets = [
-        _widget(f"idstore {job}", [[namespace, metric, "Job", job] for metric in metrics], region, index)
-        for index, (job, metrics) in enumerate(JOB_METRICS.items())
+        _widget(f"idstore {job.name}", [[namespace, metric, "Job", job.name] for metric in job.metrics], region, index)
+        for index, job in enumerate(JOBS.values())
     ]
     widgets.append(_widget("run time (s)", [[namespace, "DurationSeconds", "Job", job] for job in layout.JOB_ORDER],
                            region, len(widgets)))

@@ -1,15 +1,13 @@
-"""The filter transform against a plain-Python reference, and its physical plan."""
+"""The semi-join the passes compose (join_keys, then semi_join) against a plain-Python reference,
+and its physical plan."""
 import json
 
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from idstore.events.join import (
-    choose_join,
-    estimated_broadcast_bytes,
-    keep_events_in_set,
-    with_status,
-)
+from idstore.events.join import choose_join, estimated_broadcast_bytes, join_keys, semi_join
+from idstore.events.prefilter import UNDECIDED
+from idstore.events.status import with_status
 from idstore.validation import normalised_key
 
 EVENTS = [
@@ -20,6 +18,11 @@ EVENTS = [
     ("e5", "Z", "2024-05-03"),
 ]
 IDS = ["A", "Z", "Q"]
+
+
+def keep_events_in_set(events, event_key, ids, id_col, broadcast, undecided=False):
+    """What the passes write: the set as join keys (JSON passes add the sentinel), then the semi-join."""
+    return semi_join(events, event_key, join_keys(ids, id_col, broadcast, undecided=undecided))
 
 
 def _events(spark):
@@ -35,6 +38,18 @@ def test_semi_join_keeps_exactly_the_events_in_the_set(spark):
     reference = [(e, {"productId": p}, d) for e, p, d in EVENTS if p in set(IDS)]
     expected = spark.createDataFrame(reference, "id string, detail struct<productId: string>, dt string")
     assert_df_equality(out, expected, ignore_row_order=True, ignore_nullable=True)
+
+
+def test_the_sentinel_key_keeps_the_events_routed_to_it_and_matches_no_real_id(spark):
+    # the JSON pass looks a bad event up under UNDECIDED so that it reaches the observation after the join
+    ids = spark.createDataFrame([(i,) for i in IDS], "product_id string")
+    bad = {"e4"}
+    lookup = F.when(F.col("id").isin(*bad), F.lit(UNDECIDED)).otherwise(F.col("detail.productId"))
+    out = keep_events_in_set(_events(spark), lookup, ids, "product_id", broadcast=True, undecided=True)
+    expected = sorted(e for e, p, _ in EVENTS if e in bad or p in set(IDS))
+    assert sorted(r.id for r in out.collect()) == expected
+    no_sentinel = keep_events_in_set(_events(spark), lookup, ids, "product_id", broadcast=True)
+    assert sorted(r.id for r in no_sentinel.collect()) == sorted(e for e, p, _ in EVENTS if p in set(IDS))
 
 
 def test_semi_join_never_duplicates_events_for_duplicate_ids(spark):

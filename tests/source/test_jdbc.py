@@ -122,10 +122,9 @@ def test_unload_without_a_secret_passes_the_resolved_login():
     ([*UNLOAD, "source.unload_tempdir="], "unload_tempdir"),
     ([*UNLOAD, "source.unload_iam_role="], "unload_iam_role"),
 ])
-def test_unload_refuses_what_the_connector_cannot_do(overrides, key):
-    config = load_config(None, overrides)
+def test_unload_refuses_at_load_what_the_connector_cannot_do(overrides, key):
     with pytest.raises(ConfigError, match=key):
-        unload_options(config.source, Credentials("etl", "pw"))
+        load_config(None, overrides)
 
 
 def test_the_query_becomes_a_derived_table_without_its_trailing_semicolon():

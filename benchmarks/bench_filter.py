@@ -99,20 +99,18 @@ def _arrow_schema():
 
 def write_pointer(data: Path) -> None:
     """The snapshot's pointer as sync writes it: with the key count and bytes the filter sizes its join by."""
-    from dataclasses import asdict
-
     import pyarrow.parquet as pq
 
     from idstore import io
-    from idstore.snapshot import Pointer
+    from idstore.snapshot import Fingerprint, Pointer
 
     snapshot = data / "snapshots" / "run_id=bench"
     keys = pq.read_table(str(snapshot), columns=["product_id"]).column("product_id").to_pylist()
     stamp = "2024-01-01T00:00:00+00:00"
     pointer = Pointer(run_id="bench", path=str(snapshot), id_column="product_id", written_at=stamp, keys=len(keys),
-                      fingerprint={}, verified_at=stamp, runs_since_verify=0,
+                      fingerprint=Fingerprint.from_dict({}), verified_at=stamp, runs_since_verify=0,
                       key_bytes=sum(len(key.encode("utf-8")) for key in keys), id_type="string")
-    io.write_json(str(data / "snapshots" / "_LATEST.json"), asdict(pointer))
+    io.write_json(str(data / "snapshots" / "_LATEST.json"), pointer.as_dict())
 
 
 def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per_day: int) -> Path:

@@ -144,15 +144,12 @@ def idstore_writer(endpoint: str, n: int, spark, rate: float) -> Dict[str, float
 
     from idstore.config import load_config
     from idstore.dynamodb import bulk as ddb
-    from idstore.pipeline.sync import ITEMS_PER_WRITE_PARTITION
 
     cfg = dataclasses.replace(load_config().dynamodb, table=TABLE, key_attribute=KEY, region=REGION,
                               endpoint_url=endpoint, write_rate=rate)
-    slots = ddb.concurrent_slots(spark)
-    partitions = max(slots, -(-n // ITEMS_PER_WRITE_PARTITION))
-    plan = ddb.plan_rate(cfg, ddb.describe_table(cfg), partitions, slots)
-    df = spark.range(n, numPartitions=partitions).select(F.format_string("B%09d", "id").alias(KEY))
-    return ddb.write_dataframe(df, KEY, cfg, plan, action="put", total_hint=n)
+    plan = ddb.plan_write(spark, cfg, ddb.describe_table(cfg), n)
+    df = spark.range(n, numPartitions=plan.partitions).select(F.format_string("B%09d", "id").alias(KEY))
+    return ddb.write_dataframe(df, KEY, cfg, plan, action="put").as_dict()
 
 
 def _warm(batches):

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from idstore.dynamodb.lease import LeaseClient, LeaseServer, LeaseTable
+from idstore.dynamodb.lease import LeaseClient, LeaseServer, LeaseTable, LeaseTiming
 from idstore.dynamodb.writer import PartitionWriter, WriterSettings
 
 from .conftest import KEY, TABLE, RecordingEmulator, create_table
@@ -129,10 +129,10 @@ def test_the_budget_holds_when_the_number_of_tasks_grows_in_the_middle_of_a_writ
 
     everything = {key for task_rows in rows.values() for key, _ in task_rows}
     assert stored == everything  # nothing lost
-    assert sum(stats["written"] for stats in results.values()) == len(everything) == metrics["items_written"]
+    assert sum(stats.written for stats in results.values()) == len(everything) == metrics["items_written"]
     assert sum(series) == len(everything)  # 1 WCU per item, every one on the emulator's series
     assert peak_leases == 4 and held_after == 0.0  # 4 tasks held leases at once; all were released
-    assert all(stats["lease_renewals"] > 1 and stats["lease_fallbacks"] == 0 for stats in results.values())
+    assert all(stats.lease_renewals > 1 and stats.lease_fallbacks == 0 for stats in results.values())
 
     growth = int(grown["second"])
     active = [s for s, wcu in enumerate(series) if wcu > 0]
@@ -156,7 +156,7 @@ def test_a_task_that_cannot_reach_the_lease_service_runs_at_the_static_share_and
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
         sink.bind(("127.0.0.1", 0))  # nothing answers here
         settings = _settings(emulator.endpoint_url, lease_address=sink.getsockname(), lease_token="x" * 32,
-                             lease_wait_s=0.3, task_rate=100000.0)
+                             lease_timing=LeaseTiming(wait_s=0.3), task_rate=100000.0)
         rows = [(f"F{i:04d}", {}) for i in range(300)]
         with caplog.at_level(logging.WARNING, logger="idstore.dynamodb.lease"):
             stats = PartitionWriter(settings, partition_id=5).run(rows)
@@ -168,8 +168,8 @@ def test_a_task_that_cannot_reach_the_lease_service_runs_at_the_static_share_and
             except socket.timeout:
                 break
     assert {item[KEY]["S"] for item in emulator.items(TABLE)} == {key for key, _ in rows}
-    assert stats["written"] == 300 and stats["lease_fallbacks"] == 1 and stats["lease_renewals"] == 0
-    assert stats["task_rate"] == pytest.approx(100000.0)
+    assert stats.written == 300 and stats.lease_fallbacks == 1 and stats.lease_renewals == 0
+    assert stats.task_rate == pytest.approx(100000.0)
     assert any("partition 5" in r.getMessage() and "static share" in r.getMessage() for r in caplog.records)
     assert requests and {r["op"] for r in requests} <= {"renew", "release"} and requests[-1]["op"] == "release"
 
@@ -179,7 +179,7 @@ def test_stray_packets_change_no_share():
     with LeaseServer("127.0.0.1", 600.0) as server:
         applied = []
         client = LeaseClient(server.address, server.token, fallback_share=300.0, on_share=applied.append,
-                             renew_s=0.2)
+                             timing=LeaseTiming(renew_s=0.2))
         client.start()
         assert applied == [600.0]
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as stray:

@@ -8,7 +8,7 @@ import zlib
 import pytest
 from botocore.exceptions import ClientError, HTTPClientError
 
-from idstore.dynamodb.rate import AimdRate, TokenBucket, requests_in_flight
+from idstore.dynamodb.rate import AimdPolicy, AimdRate, TokenBucket, requests_in_flight
 from idstore.dynamodb.retry import full_jitter, retry_reason
 from idstore.dynamodb.transport import parse_response
 from idstore.progress import ProgressSender, ProgressServer
@@ -51,7 +51,7 @@ def test_reported_consumption_corrects_the_estimate_both_ways():
 def test_aimd_cuts_on_throttles_once_per_window_and_climbs_back_to_the_share():
     clock = Clock()
     bucket = TokenBucket(rate=1000.0, burst=100.0, clock=clock, sleep=clock.sleep)
-    rate = AimdRate(bucket, target=1000.0, decrease=0.5, increase=0.1, window_s=0.5, clock=clock)
+    rate = AimdRate(bucket, target=1000.0, policy=AimdPolicy(decrease=0.5, increase=0.1, window_s=0.5), clock=clock)
     assert rate.on_throttle() and bucket.rate == 500.0
     assert not rate.on_throttle()  # the same burst of throttles: no second cut
     clock.sleep(0.6)
@@ -65,7 +65,7 @@ def test_aimd_cuts_on_throttles_once_per_window_and_climbs_back_to_the_share():
 def test_a_new_share_keeps_the_cut_and_resizes_the_bucket_and_a_zero_share_holds_the_callers():
     clock = Clock()
     bucket = TokenBucket(rate=1000.0, burst=1000.0, initial=1000.0, clock=clock, sleep=clock.sleep)
-    rate = AimdRate(bucket, target=1000.0, decrease=0.5, clock=clock)
+    rate = AimdRate(bucket, target=1000.0, policy=AimdPolicy(decrease=0.5), clock=clock)
     assert rate.on_throttle() and bucket.rate == 500.0
     rate.set_target(400.0, burst=400.0)  # a lease hands the task a smaller share
     assert bucket.rate == 200.0 and bucket.burst == 400.0 and bucket.balance() == 400.0  # still cut by half
@@ -89,7 +89,7 @@ def test_a_new_share_keeps_the_cut_and_resizes_the_bucket_and_a_zero_share_holds
 def test_aimd_cuts_when_most_of_a_window_comes_back_unprocessed_but_not_for_a_few():
     clock = Clock()
     bucket = TokenBucket(rate=1000.0, burst=100.0, clock=clock, sleep=clock.sleep)
-    rate = AimdRate(bucket, target=1000.0, decrease=0.5, window_s=0.5, clock=clock)
+    rate = AimdRate(bucket, target=1000.0, policy=AimdPolicy(decrease=0.5, window_s=0.5), clock=clock)
     for _ in range(10):
         rate.record(25, 8)  # 32% unprocessed: retried, no cut
         clock.sleep(0.1)

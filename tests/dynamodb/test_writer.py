@@ -19,9 +19,9 @@ def test_every_distinct_id_is_written_once_and_duplicates_are_counted(moto_endpo
     stored = {item["product_id"]["S"]: item for item in scan_all(client, name)}
     assert set(stored) == set(ids)
     assert stored["B000000001"]["run_id"] == {"S": "r1"}
-    assert (stats["items_in"], stats["put"], stats["deleted"], stats["duplicates"]) == (132, 130, 0, 2)
-    assert stats["written"] == 130
-    assert stats["requests"] == 6  # ceil(130 / 25): batches are filled, never over 25
+    assert (stats.items_in, stats.put, stats.deleted, stats.duplicates) == (132, 130, 0, 2)
+    assert stats.written == 130
+    assert stats.requests == 6  # ceil(130 / 25): batches are filled, never over 25
 
 
 def test_oversize_keys_and_items_are_rejected_before_sending_and_counted(moto_endpoint, table):
@@ -41,9 +41,9 @@ def test_oversize_keys_and_items_are_rejected_before_sending_and_counted(moto_en
     assert stored["ok-2"]["small"] == {"N": "1"} and stored["ok-2"]["flag"] == {"BOOL": True}
     assert stored["ok-2"]["raw"] == {"B": b"\x00\x01"}
     assert "missing" not in stored["ok-2"]
-    by_reason = (stats["rejected_key_too_long"], stats["rejected_item_too_large"], stats["rejected_key_missing"])
+    by_reason = (stats.rejected_key_too_long, stats.rejected_item_too_large, stats.rejected_key_missing)
     assert by_reason == (2, 1, 2)
-    assert stats["rejected"] == 5 and stats["written"] == 2 and stats["items_in"] == 7
+    assert stats.rejected == 5 and stats.written == 2 and stats.items_in == 7
 
 
 def test_deletes_remove_exactly_the_given_keys(moto_endpoint, table):
@@ -52,7 +52,7 @@ def test_deletes_remove_exactly_the_given_keys(moto_endpoint, table):
     stats = _writer(moto_endpoint, name, action="delete").run((f"id{i}", {}) for i in range(0, 60, 2))
     remaining = {item["product_id"]["S"] for item in scan_all(client, name)}
     assert remaining == {f"id{i}" for i in range(1, 60, 2)}
-    assert (stats["deleted"], stats["put"], stats["written"]) == (30, 0, 30)
+    assert (stats.deleted, stats.put, stats.written) == (30, 0, 30)
 
 
 def test_a_fatal_error_fails_the_partition_and_names_it(moto_endpoint, table):

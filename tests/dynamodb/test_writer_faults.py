@@ -50,17 +50,17 @@ def test_no_item_is_lost_under_injected_faults(emulator, faults, kind):
 
     assert _stored(emulator) == _expected(rows)  # every item, with its attributes, nothing else
     metrics = emulator.metrics()
-    assert stats["written"] == stats["put"] == 700 and stats["items_in"] == 700
-    assert stats["requests"] == metrics["ops"]["BatchWriteItem"]  # each call counted once, by both sides
+    assert stats.written == stats.put == 700 and stats.items_in == 700
+    assert stats.requests == metrics["ops"]["BatchWriteItem"]  # each call counted once, by both sides
     if kind == "unprocessed":
-        assert stats["unprocessed_resent"] == metrics["items_unprocessed"] > 0
+        assert stats.unprocessed_resent == metrics["items_unprocessed"] > 0
     elif kind == "throttle":
-        assert stats["retries_throttle"] == metrics["requests"]["throttled"] > 0
-        assert stats["rate_cuts"] > 0  # the task slowed down after throttles
+        assert stats.retries_throttle == metrics["requests"]["throttled"] > 0
+        assert stats.rate_cuts > 0  # the task slowed down after throttles
     elif kind == "5xx":
-        assert stats["retries_5xx"] == metrics["requests"]["5xx"] > 0
+        assert stats.retries_5xx == metrics["requests"]["5xx"] > 0
     else:
-        assert stats["retries_connection"] == metrics["requests"]["dropped"] > 0
+        assert stats.retries_connection == metrics["requests"]["dropped"] > 0
     assert metrics["requests"]["error"] == 0  # no request was malformed or refused as invalid
 
 
@@ -86,7 +86,7 @@ def test_no_item_is_lost_when_the_endpoint_is_slower_than_the_read_timeout():
         stats = PartitionWriter(_settings(emu.endpoint_url, read_timeout_s=0.2)).run(rows)
         assert _stored(emu) == _expected(rows)
     # at least the first 6 calls were answered after the client gave up on them: each was sent again
-    assert stats["written"] == 300 and stats["retries_connection"] >= 6
+    assert stats.written == 300 and stats.retries_connection >= 6
 
 
 def test_a_slow_endpoint_is_hidden_by_requests_in_flight(emulator):
@@ -94,9 +94,9 @@ def test_a_slow_endpoint_is_hidden_by_requests_in_flight(emulator):
     rows = _rows(800, prefix="L")
     stats = PartitionWriter(_settings(emulator.endpoint_url, in_flight=8)).run(rows)
     assert _stored(emulator) == _expected(rows)
-    assert stats["requests"] == 32 and stats["latency_p50_ms"] >= 100
+    assert stats.requests == 32 and stats.latency_p50_ms >= 100
     # the calls overlapped: the emulator answered up to 8 at once (one per sender thread), not one by one
-    assert emulator.metrics()["in_flight_peak"] == stats["in_flight"] == 8
+    assert emulator.metrics()["in_flight_peak"] == stats.in_flight == 8
 
 
 def test_duplicate_keys_never_reach_a_batch_and_the_first_row_wins(emulator):
@@ -113,8 +113,8 @@ def test_duplicate_keys_never_reach_a_batch_and_the_first_row_wins(emulator):
     for n, key in enumerate(order):
         first.setdefault(key, n)
     assert {k: int(v["occurrence"]["N"]) for k, v in _stored(emulator).items()} == first
-    assert stats["duplicates"] == len(order) - len(distinct) == 600
-    assert stats["written"] == 300 and emulator.metrics()["requests"]["error"] == 0
+    assert stats.duplicates == len(order) - len(distinct) == 600
+    assert stats.written == 300 and emulator.metrics()["requests"]["error"] == 0
 
 
 def test_oversize_keys_and_items_are_rejected_before_sending_and_counted(emulator):
@@ -138,9 +138,9 @@ def test_oversize_keys_and_items_are_rejected_before_sending_and_counted(emulato
     assert set(_stored(emulator)) == {"k" * 2048, "at-limit", "fine"}
     sent = {key for keys in emulator.batches for key in keys}
     assert sent == {"k" * 2048, "at-limit", "fine"}  # the rejected ones never left the task
-    by_reason = (stats["rejected_key_too_long"], stats["rejected_item_too_large"], stats["rejected_key_missing"])
+    by_reason = (stats.rejected_key_too_long, stats.rejected_item_too_large, stats.rejected_key_missing)
     assert by_reason == (2, 2, 2)
-    assert stats["rejected"] == 6 and stats["written"] == 3
+    assert stats.rejected == 6 and stats.written == 3
     assert emulator.metrics()["requests"]["error"] == 0  # DynamoDB's rules, as emulated, agree
 
 
@@ -194,7 +194,7 @@ def test_waiting_for_input_is_not_a_stall(emulator):
             yield f"W{i:04d}", {}
 
     stats = writer.run(slow_rows())
-    assert stats["written"] == 200 and stats["retries_5xx"] > 0
+    assert stats.written == 200 and stats.retries_5xx > 0
     assert clock.skew == pytest.approx(42.0)
 
 
@@ -206,5 +206,5 @@ def test_a_table_over_its_real_budget_slows_the_task_down():
         stats = PartitionWriter(_settings(emu.endpoint_url, task_rate=2000.0, backoff_cap_s=1.0)).run(rows)
         assert _stored(emu) == _expected(rows)
         metrics = emu.metrics()
-    assert stats["rate_cuts"] > 0
-    assert metrics["budget_throttles"] == stats["retries_throttle"]
+    assert stats.rate_cuts > 0
+    assert metrics["budget_throttles"] == stats.retries_throttle

@@ -33,6 +33,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,17 @@ log = logging.getLogger(__name__)
 Address = Tuple[str, int]
 # shares within this of the fair share count as fair (float rounding)
 _EPS = 1e-6
+
+
+@dataclass(frozen=True)
+class LeaseTiming:
+    """A lease's clock: renewed every `renew_s`, valid `ttl_s`; a task waits `wait_s` for its
+    first grant before it falls back, and `reply_timeout_s` for each answer."""
+
+    renew_s: float = 0.5
+    ttl_s: float = 3.0
+    wait_s: float = 1.0
+    reply_timeout_s: float = 0.2
 
 
 class LeaseTable:
@@ -102,7 +114,7 @@ class LeaseServer:
     Use as a context manager; `address` and `token` go into the task closure.
     """
 
-    def __init__(self, host: str, budget: float, ttl_s: float = 3.0) -> None:
+    def __init__(self, host: str, budget: float, ttl_s: float = LeaseTiming.ttl_s) -> None:
         self.table = LeaseTable(budget, ttl_s)
         self.token = secrets.token_hex(16)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -193,18 +205,17 @@ def _resolve(host: str) -> str:
 class LeaseClient:
     """Executor side: holds one task's lease and applies each grant with `on_share(share)`.
 
-    `start()` waits up to `wait_s` for the first grant (the task sends nothing before it
-    knows its share), then a thread renews every `renew_s`, sooner when nudged or while
-    the grant is below the fair share. Without an answer, `fallback_share` applies.
+    `start()` waits up to `timing.wait_s` for the first grant (the task sends nothing before
+    it knows its share), then a thread renews every `timing.renew_s`, sooner when nudged or
+    while the grant is below the fair share. Without an answer, `fallback_share` applies.
     """
 
     def __init__(self, address: Address, token: str, fallback_share: float, on_share: Callable[[float], None],
-                 renew_s: float = 0.5, ttl_s: float = 3.0, wait_s: float = 1.0, reply_timeout_s: float = 0.2,
-                 name: str = "", clock: Callable[[], float] = time.monotonic) -> None:
+                 timing: LeaseTiming = LeaseTiming(), name: str = "") -> None:
         self.address, self.token = (_resolve(address[0]), int(address[1])), token
         self.fallback_share, self.on_share = float(fallback_share), on_share
-        self.renew_s, self.ttl_s, self.wait_s, self.reply_timeout_s = renew_s, ttl_s, wait_s, reply_timeout_s
-        self.name, self.clock = name or "task", clock
+        self.timing = timing
+        self.name, self.clock = name or "task", time.monotonic
         self.lease_id = uuid.uuid4().hex
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._seq = 0
@@ -215,7 +226,6 @@ class LeaseClient:
         self.on_fallback = False
         self.fallbacks = 0  # times the task went to the fallback share
         self.renewals = 0  # grants received
-        self.nudges = 0
 
     # -- one exchange -----------------------------------------------------------------
     def _receive(self, timeout: float, seq: int) -> Optional[Dict]:
@@ -243,7 +253,6 @@ class LeaseClient:
                         and message["l"] == self.lease_id):
                     continue
                 if message["op"] == "nudge":
-                    self.nudges += 1
                     return {"op": "nudge"}
                 if message["op"] == "grant" and int(message["s"]) == seq:
                     return message
@@ -272,7 +281,7 @@ class LeaseClient:
                 break
         share, fair = float(reply["share"]), float(reply["fair"])
         self.renewals += 1
-        self.valid_until = sent_at + self.ttl_s
+        self.valid_until = sent_at + self.timing.ttl_s
         if self.on_fallback:
             log.warning("%s: the lease service answers again: back to its leased share", self.name)
             self.on_fallback = False
@@ -295,12 +304,12 @@ class LeaseClient:
     # -- the lease's life ---------------------------------------------------------------
     def start(self) -> None:
         got = None
-        deadline = self.clock() + self.wait_s
+        deadline = self.clock() + self.timing.wait_s
         while got is None and self.clock() < deadline:
-            got = self._renew(min(self.reply_timeout_s, max(0.01, deadline - self.clock())))
+            got = self._renew(min(self.timing.reply_timeout_s, max(0.01, deadline - self.clock())))
         if got is None:
             self._fall_back(f"no answer from the lease service at {self.address[0]}:{self.address[1]} "
-                            f"within {self.wait_s:g}s")
+                            f"within {self.timing.wait_s:g}s")
             below = False
         else:
             below = bool(got["below_fair"])
@@ -308,20 +317,20 @@ class LeaseClient:
         self._thread.start()
 
     def _loop(self, below_fair: bool) -> None:
-        fast = min(0.05, self.renew_s)
-        wait = fast if below_fair else self.renew_s
+        fast = min(0.05, self.timing.renew_s)
+        wait = fast if below_fair else self.timing.renew_s
         while not self._stop.is_set():
             # sleep until the next renewal, or until the server nudges
             self._receive(wait, seq=-1)
             if self._stop.is_set():
                 return
-            reply = self._renew(self.reply_timeout_s)
+            reply = self._renew(self.timing.reply_timeout_s)
             if reply is None:
                 if self.clock() >= self.valid_until:
-                    self._fall_back(f"no renewal of its lease for {self.ttl_s:g}s")
+                    self._fall_back(f"no renewal of its lease for {self.timing.ttl_s:g}s")
                 wait = fast
                 continue
-            wait = fast if reply["below_fair"] else self.renew_s
+            wait = fast if reply["below_fair"] else self.timing.renew_s
 
     def release(self) -> None:
         """Stop renewing and give the share back (best effort: it expires anyway)."""

@@ -2,11 +2,13 @@
 
 A task paces itself with a token bucket in WCU (charged up front with an estimate, then
 corrected with the capacity DynamoDB reports consumed) and cuts its own rate after
-throttle errors (AIMD: multiplicative decrease, additive increase back to its share).
+throttle errors (AIMD: multiplicative decrease, additive increase back to its share). What
+a task leaves of its budget is carried to the next task of the same write in its worker.
 """
 import math
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 # A new on-demand table serves about this many writes/s before it has to scale.
@@ -141,6 +143,17 @@ class TokenBucket:
             return self._tokens
 
 
+@dataclass(frozen=True)
+class AimdPolicy:
+    """How a task's rate answers throttling: see AimdRate."""
+
+    decrease: float = 0.7  # the rate's factor at a cut
+    increase: float = 0.05  # of the target, per window without a cut
+    window_s: float = 0.5
+    floor: float = 0.05  # of the target: the lowest rate
+    unprocessed_limit: float = 0.5  # the share of a window's requests returned unprocessed that cuts
+
+
 class AimdRate:
     """A task's rate under throttling, applied to its token bucket.
 
@@ -154,16 +167,13 @@ class AimdRate:
     `floor` x target.
     """
 
-    def __init__(self, bucket: TokenBucket, target: float, decrease: float = 0.7, increase: float = 0.05,
-                 window_s: float = 0.5, floor: float = 0.05, unprocessed_limit: float = 0.5,
+    def __init__(self, bucket: TokenBucket, target: float, policy: AimdPolicy = AimdPolicy(),
                  initial: float = 0.0, clock=time.monotonic):
-        self.bucket, self.target = bucket, float(target)
-        self.decrease, self.increase, self.window_s = decrease, increase, window_s
-        self.unprocessed_limit = unprocessed_limit
-        self.floor = floor
+        self.bucket, self.target, self.policy = bucket, float(target), policy
         self._clock = clock
         self._lock = threading.Lock()
-        self.fraction = min(1.0, max(floor, initial / self.target)) if initial > 0 and self.target > 0 else 1.0
+        self.fraction = (min(1.0, max(policy.floor, initial / self.target))
+                         if initial > 0 and self.target > 0 else 1.0)
         self.cuts = 0
         self._last_cut = -float("inf")
         self._window_start = clock()
@@ -174,10 +184,6 @@ class AimdRate:
     def rate(self) -> float:
         return self.fraction * self.target
 
-    @property
-    def minimum(self) -> float:
-        return self.floor * self.target
-
     def set_target(self, target: float, burst: Optional[float] = None) -> None:
         """A new share of the budget: the rate keeps its fraction of it (a cut stays a cut)."""
         with self._lock:
@@ -186,9 +192,9 @@ class AimdRate:
         self.bucket.set_rate(rate, burst)
 
     def _cut(self, now: float) -> bool:
-        if now - self._last_cut < self.window_s:
+        if now - self._last_cut < self.policy.window_s:
             return False
-        self.fraction = max(self.floor, self.fraction * self.decrease)
+        self.fraction = max(self.policy.floor, self.fraction * self.policy.decrease)
         self.cuts += 1
         self._last_cut = now
         return True
@@ -204,23 +210,80 @@ class AimdRate:
 
     def record(self, sent: int, unprocessed: int) -> bool:
         """A call came back with `unprocessed` of its `sent` requests; True when the rate was cut."""
+        policy = self.policy
         with self._lock:
             now = self._clock()
             self._sent += sent
             self._unprocessed += unprocessed
             elapsed = now - self._window_start
-            if elapsed < self.window_s:
+            if elapsed < policy.window_s:
                 return False
-            over = self._sent and self._unprocessed > self.unprocessed_limit * self._sent
+            over = self._sent and self._unprocessed > policy.unprocessed_limit * self._sent
             self._sent = self._unprocessed = 0
             self._window_start = now
             before = self.fraction
             cut = bool(over) and self._cut(now)
-            if not cut and self.fraction < 1.0 and now - self._last_cut >= self.window_s:
-                steps = max(1, int(elapsed / self.window_s))
-                self.fraction = min(1.0, self.fraction + steps * self.increase)
+            if not cut and self.fraction < 1.0 and now - self._last_cut >= policy.window_s:
+                steps = max(1, int(elapsed / policy.window_s))
+                self.fraction = min(1.0, self.fraction + steps * policy.increase)
             changed = self.fraction != before
             rate = self.rate
         if changed:
             self.bucket.set_rate(rate)
         return cut
+
+
+@dataclass(frozen=True)
+class BudgetLeft:
+    """What a task left of its budget: its bucket's `tokens` at `at` (the task's monotonic
+    clock), and its rate's `fraction` of its share (the throttle state)."""
+
+    tokens: float
+    at: float
+    fraction: float
+
+
+class CarriedBudget:
+    """The budget the last task of a write left in this Python worker, for the write's next task.
+
+    Spark reuses Python workers, running a slot's tasks one after another in one process:
+    the next task of the same write picks up where the last one stopped. Only the latest
+    write's is kept. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._write_id = ""
+        self._left: Optional[BudgetLeft] = None
+
+    def left(self, write_id: str) -> Optional[BudgetLeft]:
+        """What the write's last task here left; None for a write without an id, or a first task."""
+        with self._lock:
+            return self._left if write_id and write_id == self._write_id else None
+
+    def leave(self, write_id: str, left: BudgetLeft) -> None:
+        with self._lock:
+            self._write_id, self._left = write_id, left
+
+
+CARRIED = CarriedBudget()  # the worker's: module state lives as long as the Python worker
+
+
+def task_budget(task_rate: float, burst_s: float, left: Optional[BudgetLeft], leased: bool,
+                clock=time.monotonic) -> Tuple[TokenBucket, AimdRate]:
+    """A task's token bucket (sized `burst_s` of `task_rate`) and the rate that drives it,
+    starting from what the write's last task in this worker `left`, if any."""
+    burst = task_rate * burst_s
+    if left is None or leased:
+        # a worker's first task starts with one batch's worth: no wait, no burst. A leased
+        # task never inherits tokens: its slot's share went to the other tasks in between
+        # (it inherits the throttle state, the rate's fraction of its share)
+        bucket = TokenBucket(task_rate, burst, initial=min(25.0, burst), clock=clock)
+        fraction = left.fraction if left else 1.0
+    else:
+        # without a lease the previous task's bucket carries over, so the seconds between
+        # two tasks of one slot are made up (up to the burst), not lost
+        fraction = left.fraction
+        bucket = TokenBucket(task_rate * fraction, burst,
+                             initial=left.tokens + (clock() - left.at) * task_rate * fraction, clock=clock)
+    return bucket, AimdRate(bucket, task_rate, initial=fraction * task_rate, clock=clock)

@@ -1,21 +1,19 @@
 """The task's queue of write requests: fresh ones in input order, retries by readiness.
 
 Sender threads take batches of at most 25 requests and 16 MB from it, ready retries
-first; what a call did not write goes back with a full-jitter delay and is merged into
+first; what a call did not write goes back with a delay (`retry.backoff`) and is merged into
 later batches, so batches stay full and no thread sleeps while it could send. The queue
 also keeps the task's progress clock: the time of the last write, reset when work starts
 after an idle spell (waiting for input is not a stall).
 """
 import heapq
 import itertools
-import random
 import threading
 import time
 from collections import deque
 from typing import Deque, Dict, List, Optional, Tuple
 
 from idstore.dynamodb import items as I
-from idstore.dynamodb.retry import full_jitter
 
 
 class Request:
@@ -31,17 +29,6 @@ class Request:
 
 class Aborted(Exception):
     """The queue was shut because a sender failed; the sender's error is the one to raise."""
-
-
-def backoff(requests: List[Request], progress: bool, base_s: float, cap_s: float, rng=random) -> float:
-    """Full-jitter delay before `requests` go out again. The exponent counts the calls in a
-    row that wrote none of them: a call that wrote part of its batch shows the table is
-    taking writes, so its leftovers wait only up to the base delay."""
-    attempt = 0
-    for request in requests:
-        request.attempts = 0 if progress else request.attempts + 1
-        attempt = max(attempt, request.attempts)
-    return full_jitter(attempt, base_s, cap_s, rng)
 
 
 class RetryQueue:

@@ -72,7 +72,7 @@ def write_puts(config: Config, plan: SyncPlan, constants: Mapping[str, Any], rep
         return WriteOutcome.nothing()
     with report.timed("write") as timer:
         stats = ddb.write_dataframe(plan.changes.puts, config.source.id_column, config.dynamodb, plan.rate,
-                                    action="put", constant_attributes=dict(constants), total_hint=puts)
+                                    action="put", constant_attributes=dict(constants))
     return WriteOutcome(stats, timer.seconds)
 
 
@@ -82,8 +82,7 @@ def write_deletes(spark: SparkSession, config: Config, table: Mapping[str, Any],
         return WriteOutcome.nothing()
     rate = ddb.plan_write(spark, config.dynamodb, table, changes.delete_count)
     with report.timed("delete") as timer:
-        stats = ddb.write_dataframe(changes.deletes, KEY, config.dynamodb, rate, action="delete",
-                                    total_hint=changes.delete_count)
+        stats = ddb.write_dataframe(changes.deletes, KEY, config.dynamodb, rate, action="delete")
     deleted = WriteOutcome(stats, timer.seconds)
     if deleted.written != changes.delete_count:
         raise RunFailed(f"mirror: {changes.delete_count} keys to delete but {deleted.written} deleted; "

@@ -4,7 +4,7 @@ import ast
 from pathlib import Path
 from typing import Dict, List, Set
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"idstore": REPO / "lib" / "idstore", "idstore_tools": REPO / "tools" / "idstore_tools"}
 
 

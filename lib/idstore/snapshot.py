@@ -134,18 +134,27 @@ def read_pointer(config: Config) -> Pointer:
     return Pointer.from_dict(data)
 
 
-def write_record(record: DataFrame, config: Config, run_id: str, keys: int, key_bytes: int, now: datetime,
-                 full_run: bool, previous: Optional[Pointer]) -> str:
-    """Write the record under snapshot.path/run_id=<id>/, then point _LATEST.json at it."""
+@dataclass(frozen=True)
+class RecordSize:
+    keys: int
+    key_bytes: int  # UTF-8 bytes of the keys: the filter sizes its join by them before reading the set
+
+
+def write_record(record: DataFrame, config: Config, run_id: str, now: datetime, size: RecordSize,
+                 delta_of: Optional[Pointer]) -> str:
+    """Write the record under snapshot.path/run_id=<id>/, then point _LATEST.json at it.
+
+    `delta_of` is the pointer a delta run diffed against; None for a full run, which verifies the table.
+    """
     target = io.join(config.snapshot.path, f"run_id={run_id}")
     record.write.mode("overwrite").parquet(target)
     stamp = now.astimezone(timezone.utc).isoformat()
     pointer = Pointer(
-        run_id=run_id, path=target, id_column=config.source.id_column, written_at=stamp, keys=keys,
+        run_id=run_id, path=target, id_column=config.source.id_column, written_at=stamp, keys=size.keys,
         fingerprint=Fingerprint.of(config),
-        verified_at=stamp if full_run or previous is None else previous.verified_at,
-        runs_since_verify=0 if full_run or previous is None else previous.runs_since_verify + 1,
-        key_bytes=key_bytes,
+        verified_at=stamp if delta_of is None else delta_of.verified_at,
+        runs_since_verify=0 if delta_of is None else delta_of.runs_since_verify + 1,
+        key_bytes=size.key_bytes,
         id_type=record.schema[config.source.id_column].dataType.simpleString(),
     )
     io.write_json(io.join(config.snapshot.path, POINTER), pointer.as_dict(), config.aws.endpoint_url,

@@ -15,7 +15,7 @@ from idstore.idset import with_attribute_types
 from idstore.pipeline.entry import run_job as run_job_in_process
 from idstore.pipeline.report import redacted_config
 from idstore.pipeline.sync_plan import Stamp, mirror_refusal
-from idstore.snapshot import POINTER, read_latest_snapshot, read_pointer, write_record
+from idstore.snapshot import POINTER, RecordSize, read_latest_snapshot, read_pointer, write_record
 
 
 def test_item_constants_stamp_the_run_and_the_ttl_in_epoch_seconds():
@@ -100,10 +100,10 @@ def test_the_snapshot_pointer_names_the_latest_complete_record(spark, tmp_path):
     first = spark.createDataFrame([("a", "", 1, "r1", None), ("b", "", 1, "r1", None)], columns)
     second = spark.createDataFrame([("c", "", 2, "r2", None)], columns)
     now = datetime(2026, 5, 1, tzinfo=timezone.utc)
-    assert write_record(first, config, "r1", 2, 2, now, full_run=True, previous=None) == str(tmp_path / "snaps" /
+    assert write_record(first, config, "r1", now, RecordSize(2, 2), delta_of=None) == str(tmp_path / "snaps" /
                                                                                            "run_id=r1")
     pointer = read_pointer(config)
-    write_record(second, config, "r2", 1, 1, now + timedelta(days=1), full_run=False, previous=pointer)
+    write_record(second, config, "r2", now + timedelta(days=1), RecordSize(1, 1), delta_of=pointer)
     data = json.loads((tmp_path / "snaps" / POINTER).read_text())
     assert data["run_id"] == "r2" and data["path"].endswith("run_id=r2") and data["keys"] == 1
     assert data["verified_at"] == now.isoformat() and data["runs_since_verify"] == 1  # r2 was a delta run

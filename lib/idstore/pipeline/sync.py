@@ -26,7 +26,7 @@ from idstore.pipeline.options import SyncOptions
 from idstore.pipeline.report import RunFailed, RunRefused, RunReport
 from idstore.pipeline.sync_plan import KEY, Stamp, check_mirror_guard, plan_changes, plan_sync
 from idstore.pipeline.sync_result import Changes, RunTotals, SourceSet, SyncPlan, SyncResult, WriteOutcome
-from idstore.snapshot import write_record
+from idstore.snapshot import RecordSize, write_record
 from idstore.validation import REASON
 
 log = logging.getLogger(__name__)
@@ -145,8 +145,9 @@ def save_record(config: Config, report: RunReport, stamp: Stamp, source: SourceS
     if lock is not None:
         lock.check()  # the pointer moves only while this run still holds the table
     with report.timed("snapshot"):
-        return write_record(plan.changes.record, config, stamp.run_id, source.distinct_ids, source.id_bytes,
-                            stamp.now, full_run=not plan.strategy.delta, previous=plan.strategy.pointer)
+        size = RecordSize(source.distinct_ids, source.id_bytes)
+        return write_record(plan.changes.record, config, stamp.run_id, stamp.now, size,
+                            delta_of=plan.strategy.pointer if plan.strategy.delta else None)
 
 
 # -- the run ----------------------------------------------------------------------------

@@ -17,7 +17,7 @@ def plan(mode: WriteMode) -> SyncPlan:
     changes = Changes(puts=None, deletes=None, new=6, changed=0, refresh=0, unchanged=0, delete_count=3,
                       table_keys=9, record=None, strategy=Strategy(False, "--full on the command line"))
     rate = RatePlan(job_rate=100.0, task_rate=50.0, partitions=2, concurrent_tasks=2, reason="dynamodb.write_rate")
-    return SyncPlan(mode, "T", changes.strategy, changes, rejected=2, rate=rate, estimated_write_s=0.1,
+    return SyncPlan(mode, "T", changes, rejected=2, rate=rate, estimated_write_s=0.1,
                     cost=RunCost.at(PRICES, 9, 4), full_run_cost=None)
 
 

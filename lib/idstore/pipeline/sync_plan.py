@@ -128,7 +128,7 @@ def plan_sync(spark: SparkSession, config: Config, source: SourceSet, table: Map
     if strategy.delta:
         full_reads = scan_read_units(table, changes.table_keys or 0) if cfg.mode == WriteMode.MIRROR else 0.0
         full_run_cost = RunCost.at(config.cost, source.distinct_ids + changes.delete_count, full_reads)
-    return SyncPlan(cfg.mode, cfg.table, strategy, changes, source.rejected, rate, estimated_s,
+    return SyncPlan(cfg.mode, cfg.table, changes, source.rejected, rate, estimated_s,
                     RunCost.at(config.cost, writes, scanned), full_run_cost)
 
 

@@ -95,13 +95,16 @@ class SyncPlan:
 
     mode: WriteMode
     table: str
-    strategy: delta.Strategy
     changes: Changes
     rejected: int
     rate: RatePlan
     estimated_write_s: float
     cost: RunCost
     full_run_cost: Optional[RunCost]  # a delta run: what a full run would have cost
+
+    @property
+    def strategy(self) -> delta.Strategy:
+        return self.changes.strategy
 
     def text(self, dry_run: bool) -> str:
         verb = "would" if dry_run else "will"

@@ -1,7 +1,8 @@
 """Config layering, typing and errors that name the key."""
 import pytest
+import tomllib
 
-from idstore.config import ConfigError, load_config
+from idstore.config import BASE_CONF, RUN_SECTIONS, TOOLING_SECTIONS, ConfigError, load_config
 
 
 def _conf(tmp_path, text):
@@ -63,3 +64,54 @@ def test_config_is_frozen():
     config = load_config(None)
     with pytest.raises(AttributeError):
         config.dynamodb.table = "x"
+
+
+# -- the deploy tooling's sections: in the same file, skipped by a run ----------------------------
+TOOLING_TOML = """
+[dynamodb]
+table = "FromFile"
+
+[deploy]
+bucket = "artifacts"
+not_a_key_the_tooling_knows = 1
+
+[emr]
+python = "python2"
+
+[schedule]
+filter_days = "yesterday"
+
+[serverless]
+application_id = "00fexample"
+"""
+
+
+def test_a_run_accepts_the_tooling_sections_in_its_file_and_ignores_them(tmp_path):
+    config = load_config(_conf(tmp_path, TOOLING_TOML))  # not checked here: the tooling checks them
+    assert config.dynamodb.table == "FromFile"
+    for section in TOOLING_SECTIONS:
+        assert not hasattr(config, section)
+
+
+def test_set_on_a_tooling_section_is_no_error_for_a_run():
+    config = load_config(None, ["emr.python=python2", "deploy.no_such_key=x", "schedule.filter_days=many"])
+    assert not hasattr(config, "emr")
+
+
+def test_the_report_holds_only_what_a_run_reads(tmp_path):
+    redacted = load_config(_conf(tmp_path, TOOLING_TOML)).redacted()
+    assert set(redacted) == {*RUN_SECTIONS, "spark"}
+    assert not set(redacted) & set(TOOLING_SECTIONS)
+
+
+def test_other_unknown_sections_are_still_refused(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config section.*deployment"):
+        load_config(_conf(tmp_path, '[deployment]\nbucket = "b"\n'))
+    with pytest.raises(ConfigError, match="unknown section 'deployment'"):
+        load_config(None, ["deployment.bucket=b"])
+
+
+def test_the_jobs_defaults_hold_no_tooling_section():
+    base = tomllib.loads(BASE_CONF.read_text())
+    assert set(base) == {*RUN_SECTIONS, "spark"}
+    assert not set(RUN_SECTIONS) & set(TOOLING_SECTIONS)

@@ -10,6 +10,8 @@ setup(
     version="0.1.0",
     description="Local stack, emulator, demo and EMR deploy tooling for idstore",
     packages=find_packages(include=["idstore_tools", "idstore_tools.*"]),
+    # the defaults of the tooling's config sections ([deploy], [emr], [schedule], [serverless])
+    package_data={"idstore_tools.deploy": ["defaults.toml"]},
     python_requires=">=3.9",
     install_requires=[
         "idstore",

@@ -1,7 +1,8 @@
 """Typed, frozen run configuration, layered from TOML files and --set overrides.
 
-Layers: conf/base.toml (every key and its default) -> the --conf file -> --set
-section.key=value. Parsed and validated once; every error names the key.
+Layers: conf/base.toml (every key the jobs read, and its default) -> the --conf file -> --set
+section.key=value. Parsed and validated once; every error names the key. The deploy tooling's
+sections may sit in the same file: the jobs accept and ignore them (idstore_tools checks them).
 """
 import dataclasses
 import re
@@ -16,6 +17,7 @@ if sys.version_info >= (3, 11):
 else:  # EMR 7's python3 is 3.9
     import tomli as tomllib
 
+from idstore.errors import ConfigError
 from idstore.redaction import url_credential_options
 
 BASE_CONF = Path(__file__).resolve().parent / "base.toml"
@@ -23,8 +25,6 @@ BASE_CONF = Path(__file__).resolve().parent / "base.toml"
 SYNCED_AT, RUN_ID = "synced_at", "run_id"
 
 
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key."""
 
 
 class Choice(str, Enum):
@@ -78,34 +78,6 @@ class IdsFrom(Choice):
     SNAPSHOT = "snapshot"
     DYNAMODB = "dynamodb"
     SOURCE = "source"
-
-
-class BillingMode(Choice):
-    ANY = ""
-    PAY_PER_REQUEST = "PAY_PER_REQUEST"
-    PROVISIONED = "PROVISIONED"
-
-
-class EmrPython(Choice):
-    PYTHON3 = "python3"
-    PYTHON39 = "python3.9"
-    PYTHON311 = "python3.11"
-
-
-class ActionOnFailure(Choice):
-    CONTINUE = "CONTINUE"
-    CANCEL_AND_WAIT = "CANCEL_AND_WAIT"
-    TERMINATE_CLUSTER = "TERMINATE_CLUSTER"
-
-
-class ScheduleTarget(Choice):
-    EMR = "emr"
-    SERVERLESS = "serverless"
-
-
-class Architecture(Choice):
-    X86_64 = "X86_64"
-    ARM64 = "ARM64"
 
 
 @dataclass(frozen=True)
@@ -201,52 +173,10 @@ class ReportConfig:
 
 
 @dataclass(frozen=True)
-class DeployConfig:
-    bucket: str  # artifacts bucket: dist/ goes to s3://bucket/prefix/<version>/
-    prefix: str
-    version: str  # deployed version the rendered files run; empty = this package's version
-    name: str  # name of the cluster, state machines, schedule, roles and stack
-    account_id: str  # for the ARNs of the IAM policy and the schedule target
-    kms_key_arn: str  # key of the secret and the S3 data (SSE-KMS); empty = AWS-managed keys
-    table_billing_mode: BillingMode  # what `idstore validate` expects; empty = either
-
-
-@dataclass(frozen=True)
-class EmrConfig:
-    release_label: str
-    python: EmrPython  # PYSPARK_PYTHON and the bootstrap's interpreter (python3 is 3.9)
-    log_uri: str
-    service_role: str  # empty = the role the CloudFormation template creates
-    job_flow_role: str  # instance profile; empty = the one the template creates
-    subnet_id: str
-    primary_instance_type: str
-    core_instance_type: str
-    core_instance_count: int
-    idle_timeout_s: int  # the cluster terminates itself when idle this long
-    action_on_failure: ActionOnFailure  # steps added to a running cluster
-
-
-@dataclass(frozen=True)
-class ScheduleConfig:
-    enabled: bool
-    cron: str  # EventBridge Scheduler expression
-    timezone: str
-    target: ScheduleTarget
-    filter_days: int  # the filter step reads the N days before the run; 0 = every day
-
-
-@dataclass(frozen=True)
 class CloudWatchConfig:
     enabled: bool
     namespace: str
     alarm_topic_arn: str
-
-
-@dataclass(frozen=True)
-class ServerlessConfig:
-    application_id: str
-    execution_role_arn: str  # empty = the role the CloudFormation template creates
-    architecture: Architecture
 
 
 @dataclass(frozen=True)
@@ -260,11 +190,7 @@ class Config:
     events: EventsConfig
     output: OutputConfig
     report: ReportConfig
-    deploy: DeployConfig
-    emr: EmrConfig
-    schedule: ScheduleConfig
     cloudwatch: CloudWatchConfig
-    serverless: ServerlessConfig
     spark: Mapping[str, str] = field(default_factory=dict)
 
     def redacted(self) -> Dict[str, Any]:
@@ -272,7 +198,11 @@ class Config:
         return dataclasses.asdict(self)
 
 
-_SECTIONS = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "spark"}
+# {section: its dataclass}: what a run reads, so what load_config types, checks and builds
+RUN_SECTIONS: Mapping[str, type] = {f.name: f.type for f in dataclasses.fields(Config) if f.name != "spark"}
+# The deploy tooling's sections (idstore_tools.deploy.config types and checks them): one file
+# may hold them beside the run's, and a run accepts and ignores them, --set included.
+TOOLING_SECTIONS = ("deploy", "emr", "schedule", "serverless")
 _FRACTIONS = {
     ("dynamodb", "capacity_fraction"),
     ("dynamodb", "max_delete_fraction"),
@@ -286,7 +216,20 @@ def load_config(
     read_text=None,
 ) -> Config:
     """Load base.toml, then the file `conf` (local path or s3://), then `overrides`."""
-    layers = [_parse_toml(BASE_CONF.read_text(), str(BASE_CONF))]
+    return build_config(load_layers(conf, overrides, read_text))
+
+
+def load_layers(
+    conf: Optional[str] = None,
+    overrides: Sequence[str] = (),
+    read_text=None,
+    defaults: Sequence[Path] = (BASE_CONF,),
+    sections: Optional[Mapping[str, type]] = None,
+) -> Dict[str, Any]:
+    """The layers merged as plain data, checked by no one yet: each file of `defaults`, then the
+    file `conf` (local path or s3://), then `overrides`, each read as the type of its key in
+    `sections` ({section: dataclass}; RUN_SECTIONS when None)."""
+    layers = [_parse_toml(path.read_text(), str(path)) for path in defaults]
     if conf:
         if read_text is None:
             from idstore.io import read_text
@@ -295,21 +238,22 @@ def load_config(
     for layer in layers:
         _merge(merged, layer)
     for item in overrides:
-        _apply_override(merged, item)
-    return build_config(merged)
+        _apply_override(merged, item, RUN_SECTIONS if sections is None else sections)
+    return merged
 
 
 def build_config(data: Mapping[str, Any]) -> Config:
-    unknown = set(data) - set(_SECTIONS) - {"spark"}
+    """The run's Config from merged layers; the tooling's sections are left to the tooling."""
+    unknown = set(data) - set(RUN_SECTIONS) - set(TOOLING_SECTIONS) - {"spark"}
     if unknown:
         raise ConfigError(f"unknown config section(s): {', '.join(sorted(unknown))}")
-    sections = {name: _build_section(name, cls, data.get(name, {})) for name, cls in _SECTIONS.items()
+    sections = {name: build_section(name, cls, data.get(name, {})) for name, cls in RUN_SECTIONS.items()
                 if name != "dynamodb"}
     dynamodb = data.get("dynamodb", {})
     if isinstance(dynamodb, Mapping) and "region" in dynamodb:
         raise ConfigError("dynamodb.region: not a key; the table is in aws.region, the one region of a run")
-    sections["dynamodb"] = _build_section("dynamodb", DynamoDBConfig,
-                                          {**dynamodb, "region": sections["aws"].region})
+    sections["dynamodb"] = build_section("dynamodb", DynamoDBConfig,
+                                         {**dynamodb, "region": sections["aws"].region})
     spark_conf = data.get("spark", {})
     for key, value in spark_conf.items():
         if isinstance(value, (dict, list)):
@@ -321,7 +265,8 @@ def build_config(data: Mapping[str, Any]) -> Config:
     return config
 
 
-def _build_section(name: str, cls, values: Mapping[str, Any]):
+def build_section(name: str, cls, values: Mapping[str, Any]):
+    """The frozen dataclass `cls` of section `name`: every key present, known, of its type and in range."""
     if not isinstance(values, Mapping):
         raise ConfigError(f"[{name}]: expected a table, got {type(values).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -451,7 +396,7 @@ def _merge(into: Dict[str, Any], layer: Mapping[str, Any]) -> None:
             into[key] = dict(value) if isinstance(value, Mapping) else value
 
 
-def _apply_override(merged: Dict[str, Any], item: str) -> None:
+def _apply_override(merged: Dict[str, Any], item: str, sections: Mapping[str, type]) -> None:
     """Apply `section.key=value`; the value is read as the key's type and may hold '=' and spaces."""
     dotted, sep, raw = item.partition("=")
     section, dot, key = dotted.strip().partition(".")
@@ -460,9 +405,12 @@ def _apply_override(merged: Dict[str, Any], item: str) -> None:
     if section == "spark":
         merged.setdefault("spark", {})[key] = raw
         return
-    if section not in _SECTIONS:
+    if section not in sections:
+        if section in TOOLING_SECTIONS:  # not this loader's to type or check: kept as given
+            merged.setdefault(section, {})[key] = raw
+            return
         raise ConfigError(f"--set {dotted}: unknown section {section!r}")
-    types = {f.name: f.type for f in dataclasses.fields(_SECTIONS[section])}
+    types = {f.name: f.type for f in dataclasses.fields(sections[section])}
     if key not in types:
         raise ConfigError(f"--set {dotted}: unknown key")
     merged.setdefault(section, {})[key] = _from_string(dotted, raw, types[key])

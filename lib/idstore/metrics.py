@@ -13,19 +13,24 @@ log = logging.getLogger(__name__)
 # The metric names, once: the jobs' results give them (RunReport.metrics), the rendered
 # dashboard and alarms read them; which job publishes which is in pipeline/jobs.py.
 DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED = "DurationSeconds", "RunsSucceeded", "RunsFailed"
+# a refusal (a guard, the lock) and a late input are not failures: each has its own figure and alarm
+RUNS_REFUSED, RUNS_INPUT_NOT_READY = "RunsRefused", "RunsInputNotReady"
 ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED = "ItemsPut", "ItemsDeleted", "ItemsRejected"
 CONSUMED_WCU, CONSUMED_RCU, THROTTLES = "ConsumedWCU", "ConsumedRCU", "Throttles"
 ITEMS_UNCHANGED, RUN_COST_USD = "ItemsUnchanged", "RunCostUSD"
 EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED = "EventsRead", "EventsMatched", "EventsQuarantined"
-RUN_METRICS = (DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED)
+RUN_METRICS = (DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED, RUNS_REFUSED, RUNS_INPUT_NOT_READY)
+_OUTCOME_METRICS = {
+    RUNS_SUCCEEDED: Outcome.SUCCEEDED, RUNS_FAILED: Outcome.FAILED, RUNS_REFUSED: Outcome.REFUSED,
+    RUNS_INPUT_NOT_READY: Outcome.INPUT_NOT_READY,
+}
 
 
 def run_metrics(report) -> List[Dict[str, Any]]:
     """MetricData for put_metric_data from a RunReport: the run's outcome and what the job recorded."""
     figures: Dict[str, Optional[float]] = {
         DURATION_SECONDS: report.durations_s.get("total"),
-        RUNS_SUCCEEDED: 1.0 if report.outcome == Outcome.SUCCEEDED else 0.0,
-        RUNS_FAILED: 1.0 if report.outcome in (Outcome.FAILED, Outcome.REFUSED) else 0.0,
+        **{name: 1.0 if report.outcome == outcome else 0.0 for name, outcome in _OUTCOME_METRICS.items()},
         **report.metrics,
     }
     now = datetime.now(timezone.utc)
@@ -39,8 +44,9 @@ def run_metrics(report) -> List[Dict[str, Any]]:
 
 def publish_run_metrics(config: Config, report, client=None) -> int:
     """Put the run's figures in config.cloudwatch.namespace; returns how many (0 when disabled,
-    for a dry run, or when CloudWatch refused them: metrics never change a run's outcome)."""
-    if not config.cloudwatch.enabled or report.outcome == Outcome.DRY_RUN:
+    for a dry run whatever its outcome (a rehearsal raises no alarm), or when CloudWatch refused
+    them: metrics never change a run's outcome)."""
+    if not config.cloudwatch.enabled or report.dry_run:
         return 0
     data = run_metrics(report)
     try:

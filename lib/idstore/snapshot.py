@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 
 from idstore import io
 from idstore.config import Config, ConfigError
+from idstore.errors import InputNotReady
 
 POINTER = "_LATEST.json"
 FORMAT_VERSION = 2  # 1: ids only (before delta runs)
@@ -170,7 +171,7 @@ def read_latest_snapshot(spark: SparkSession, config: Config) -> Tuple[DataFrame
         pointer = read_pointer(config)
     except (FileNotFoundError, OSError, ValueError, KeyError) as exc:
         where = io.join(config.snapshot.path, POINTER)
-        raise ConfigError(f"snapshot.path: no complete snapshot at {where} (run sync first): {exc}") from None
+        raise InputNotReady(f"no complete snapshot at {where} (snapshot.path): run sync first: {exc}") from None
     reader = spark.read
     if pointer.id_type:  # the files' schema need not be read from their footers (a Spark job)
         reader = reader.schema(f"`{pointer.id_column}` {pointer.id_type}")

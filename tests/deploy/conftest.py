@@ -13,7 +13,7 @@ import pytest
 from botocore.session import get_session
 from botocore.validate import validate_parameters
 
-from idstore.config import Config, load_config
+from idstore_tools.deploy.config import ToolingConfig, load_tooling_config
 
 ACCOUNT = "123456789012"
 KMS_KEY = f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -79,16 +79,17 @@ def prod_conf(tmp_path) -> Path:
 
 @pytest.fixture
 def make_config(tmp_path):
-    """make_config(overrides=(), text=PROD_TOML) -> Config, through load_config like the CLI."""
+    """make_config(overrides=(), text=PROD_TOML) -> ToolingConfig, through load_tooling_config like
+    the CLI; its .run is the Config the jobs load from the same file."""
 
-    def make(overrides: Sequence[str] = (), text: str = PROD_TOML) -> Config:
-        return load_config(str(_write_conf(tmp_path, text, "config-under-test.toml")), overrides)
+    def make(overrides: Sequence[str] = (), text: str = PROD_TOML) -> ToolingConfig:
+        return load_tooling_config(str(_write_conf(tmp_path, text, "config-under-test.toml")), overrides)
 
     return make
 
 
 @pytest.fixture
-def config(make_config) -> Config:
+def config(make_config) -> ToolingConfig:
     return make_config()
 
 
@@ -153,7 +154,7 @@ def moto_overrides(tmp_path, moto_endpoint, aws_env):
 
 
 @pytest.fixture
-def moto_config(make_config, moto_overrides) -> Config:
+def moto_config(make_config, moto_overrides) -> ToolingConfig:
     return make_config(moto_overrides)
 
 

@@ -17,9 +17,9 @@ class Figures(JobResult):
         return dict(self.figures)
 
 
-def sync_report(outcome="succeeded"):
+def sync_report(outcome="succeeded", dry_run=False):
     figures = Figures(ItemsPut=998, ItemsDeleted=40, ItemsRejected=9, ConsumedWCU=1040.0, Throttles=17)
-    report = RunReport(job="sync", run_id="r1", config={}, result=figures)
+    report = RunReport(job="sync", run_id="r1", config={}, result=figures, dry_run=dry_run)
     report.finish(outcome)
     report.durations_s["total"] = 12.5
     return report
@@ -38,31 +38,35 @@ def values(data):
 
 def test_sync_figures_from_the_report_and_its_outcome():
     assert values(run_metrics(sync_report())) == {
-        "DurationSeconds": 12.5, "RunsSucceeded": 1.0, "RunsFailed": 0.0,
-        "ItemsPut": 998.0, "ItemsDeleted": 40.0, "ItemsRejected": 9.0, "ConsumedWCU": 1040.0, "Throttles": 17.0,
+        "DurationSeconds": 12.5, "RunsSucceeded": 1.0, "RunsFailed": 0.0, "RunsRefused": 0.0,
+        "RunsInputNotReady": 0.0, "ItemsPut": 998.0, "ItemsDeleted": 40.0, "ItemsRejected": 9.0, "ConsumedWCU": 1040.0, "Throttles": 17.0,
     }
 
 
 def test_filter_figures_and_failed_runs():
     assert values(run_metrics(filter_report())) == pytest.approx({
         "DurationSeconds": filter_report().durations_s["total"], "RunsSucceeded": 1.0, "RunsFailed": 0.0,
+        "RunsRefused": 0.0, "RunsInputNotReady": 0.0,
         "EventsRead": 50_000.0, "EventsMatched": 1_234.0, "EventsQuarantined": 10.0,
     }, abs=1.0)
-    for outcome in ("failed", "refused"):
+    ended = {"failed": "RunsFailed", "refused": "RunsRefused", "input_not_ready": "RunsInputNotReady"}
+    for outcome, metric in ended.items():
         figures = values(run_metrics(sync_report(outcome)))
-        assert (figures["RunsFailed"], figures["RunsSucceeded"]) == (1.0, 0.0)
+        assert {name: figures[name] for name in ("RunsSucceeded", *ended.values())} == {
+            "RunsSucceeded": 0.0, **{name: 1.0 if name == metric else 0.0 for name in ended.values()}}
 
 
 def test_a_run_that_did_not_get_far_publishes_only_what_it_has():
     report = RunReport(job="sync", run_id="r3", config={})
     report.finish("failed", "config error")
-    assert set(values(run_metrics(report))) == {"DurationSeconds", "RunsSucceeded", "RunsFailed"}
+    assert set(values(run_metrics(report))) == {"DurationSeconds", "RunsSucceeded", "RunsFailed", "RunsRefused",
+                                                "RunsInputNotReady"}
 
 
 def test_metrics_land_in_the_configured_namespace(make_config, moto_overrides, aws):
     namespace = "idstore-test-" + datetime.now().strftime("%H%M%S%f")
-    config = make_config([*moto_overrides, f"cloudwatch.namespace={namespace}"])
-    assert publish_run_metrics(config, sync_report()) == 8
+    config = make_config([*moto_overrides, f"cloudwatch.namespace={namespace}"]).run
+    assert publish_run_metrics(config, sync_report()) == 10
     cloudwatch = aws("cloudwatch")
     listed = cloudwatch.list_metrics(Namespace=namespace)["Metrics"]
     assert {m["MetricName"] for m in listed} == set(values(run_metrics(sync_report())))
@@ -75,13 +79,20 @@ def test_metrics_land_in_the_configured_namespace(make_config, moto_overrides, a
     assert [p["Sum"] for p in stats["Datapoints"]] == [998.0]
 
 
-def test_nothing_is_published_when_disabled_or_for_a_dry_run(make_config, moto_overrides):
-    class Refuse:
-        def put_metric_data(self, **kwargs):
-            raise AssertionError("must not be called")
+def test_nothing_is_published_when_disabled_or_for_a_dry_run_whatever_its_outcome(make_config):
+    class Record:  # publishing swallows a client's errors, so the calls are counted instead
+        calls = []
 
-    assert publish_run_metrics(make_config(["cloudwatch.enabled=false"]), sync_report(), client=Refuse()) == 0
-    assert publish_run_metrics(make_config(), sync_report("dry_run"), client=Refuse()) == 0
+        def put_metric_data(self, **kwargs):
+            self.calls.append(kwargs)
+
+    assert publish_run_metrics(make_config(["cloudwatch.enabled=false"]).run, sync_report(), client=Record()) == 0
+    assert publish_run_metrics(make_config().run, sync_report("dry_run", dry_run=True), client=Record()) == 0
+    # a rehearsal that a guard refused is still a rehearsal: no alarm
+    assert publish_run_metrics(make_config().run, sync_report("refused", dry_run=True), client=Record()) == 0
+    assert Record.calls == []
+    assert publish_run_metrics(make_config().run, sync_report("refused"), client=Record()) == 10  # a real refusal
+    assert values(Record.calls[0]["MetricData"])["RunsRefused"] == 1.0
 
 
 def test_a_cloudwatch_outage_does_not_fail_the_run(make_config, caplog):
@@ -89,5 +100,5 @@ def test_a_cloudwatch_outage_does_not_fail_the_run(make_config, caplog):
         def put_metric_data(self, **kwargs):
             raise ConnectionError("cloudwatch unreachable")
 
-    assert publish_run_metrics(make_config(), sync_report(), client=Down()) == 0
+    assert publish_run_metrics(make_config().run, sync_report(), client=Down()) == 0
     assert "could not publish run metrics" in caplog.text

@@ -46,7 +46,7 @@ def test_the_rendered_state_machine_is_accepted_and_an_execution_starts(moto_con
         roleArn="arn:aws:iam::123456789012:role/idstore-states",
     )["stateMachineArn"]
     window = {"window": {"from": "2024-05-01", "to": "2024-05-07"}}
-    execution = submit.start_execution(moto_config, arn, window, name="backfill-may")
+    execution = submit.start_execution(moto_config.run, arn, window, name="backfill-may")
     described = states.describe_execution(executionArn=execution)
     assert described["stateMachineArn"] == arn and described["name"] == "backfill-may"
     assert json.loads(described["input"]) == window

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from idstore.pipeline.report import RunFailed
+from idstore.errors import RunFailed
 
 from .conftest import nested_event, output_events, reference_filter, write_lines
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from idstore.pipeline.report import RunFailed
+from idstore.errors import RunFailed
 from idstore_tools.testing.datagen import program_ids, write_event_archive
 
 from .conftest import (

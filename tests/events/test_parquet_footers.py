@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from idstore.errors import RunFailed
 from idstore.events.join import choose_join
 from idstore.events.passes import PassInputs, files_with_missing_ids, parquet_rows_by_day
 from idstore.jvm import parquet_footers
-from idstore.pipeline.report import RunFailed
 
 from .conftest import output_events
 

@@ -60,7 +60,7 @@ def test_a_password_from_an_env_var_leaks_nowhere_even_when_the_run_fails(stack,
         *_spark_logging(event_log_dir),
         env={"IDSTORE_TEST_PASSWORD": stack.pg_password},
     )
-    assert code == 2, output  # a missing table is a configuration error
+    assert code == 1, output  # a missing table fails the run, naming it (not a config error: exit 2 is for those)
     assert report["outcome"] == "failed" and "no-such-table" in report["error"]
     assert report["counts"]["source_rows"] == 1  # the env var password did open the source
     assert stack.pg_password not in output

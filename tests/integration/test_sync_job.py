@@ -15,9 +15,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from idstore.config import ConfigError, load_config
+from idstore.config import load_config
+from idstore.errors import RunFailed, RunRefused
 from idstore.pipeline.options import SyncOptions
-from idstore.pipeline.report import RunRefused, RunReport, redacted_config
+from idstore.pipeline.report import RunReport, redacted_config
 from idstore.pipeline.sync import run_sync
 from idstore.snapshot import POINTER
 from idstore_tools.local.stack import aws_client
@@ -120,7 +121,7 @@ def test_an_empty_upsert_changes_nothing_and_a_missing_table_is_a_config_error(s
     assert not Path(config.snapshot.path, POINTER).exists()  # the pointer keeps naming the last real set
     missing = in_process_config(job_conf, "dynamodb.table=no-such-table",
                                 "source.query=select product_id from src_none")
-    with pytest.raises(ConfigError, match="dynamodb.table: no table 'no-such-table'"):
+    with pytest.raises(RunFailed, match="DescribeTable: no table 'no-such-table'.*dynamodb.table"):
         run_in_process(spark, missing)
 
 

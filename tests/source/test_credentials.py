@@ -8,6 +8,7 @@ import pytest
 from moto import mock_aws
 
 from idstore.config import ConfigError, load_config
+from idstore.errors import RunFailed
 from idstore.redaction import REDACTED, RedactingFilter, scrub, url_credential_options
 from idstore.source.credentials import Credentials, resolve_credentials
 
@@ -34,14 +35,14 @@ def test_a_redshift_style_secret_gives_its_username_and_password(secrets):
 def test_a_secret_that_is_not_a_login_is_refused_without_echoing_it(secrets):
     secrets.create_secret(Name="rs/raw", SecretString=PASSWORD)
     cfg = config("source.secret_id=rs/raw")
-    with pytest.raises(ConfigError, match="source.secret_id") as info:
+    with pytest.raises(RunFailed, match="source.secret_id") as info:
         resolve_credentials(cfg.source, cfg.aws, {})
     assert PASSWORD not in str(info.value)
 
 
-def test_a_missing_secret_is_a_config_error_naming_it(secrets):
+def test_a_missing_secret_fails_the_run_naming_it_and_the_action(secrets):
     cfg = config("source.secret_id=rs/nope")
-    with pytest.raises(ConfigError, match="rs/nope.*ResourceNotFound"):
+    with pytest.raises(RunFailed, match="GetSecretValue of 'rs/nope'.*ResourceNotFound"):
         resolve_credentials(cfg.source, cfg.aws, {})
 
 

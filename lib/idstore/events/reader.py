@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from idstore.config import ConfigError, EventsConfig
+from idstore.errors import InputNotReady
 from idstore.jvm import json_rows
 from idstore.spark import session_hadoop_conf
 
@@ -35,7 +36,7 @@ def list_partitions(spark: SparkSession, root: str, column: str) -> List[str]:
     """The values of `column=value` folders directly under `root`, sorted."""
     path, fs = hadoop_fs(spark, root)
     if not fs.exists(path):
-        raise ConfigError(f"events.path: {root} does not exist")
+        raise InputNotReady(f"no event archive at {root} (events.path): nothing has arrived there yet")
     prefix = column + "="
     names = [status.getPath().getName() for status in fs.listStatus(path) if status.isDirectory()]
     return sorted(name[len(prefix):] for name in names if name.startswith(prefix))

@@ -10,19 +10,10 @@ import uuid
 from datetime import datetime, timezone
 from typing import Mapping, Optional, Sequence
 
-from idstore.config import Config, ConfigError, load_config
+from idstore.config import Config, load_config
+from idstore.errors import FAILED, OK, USAGE, ConfigError, exit_code
 from idstore.pipeline.jobs import JOBS, Job
-from idstore.pipeline.report import (
-    FAILED,
-    OK,
-    REFUSED,
-    USAGE,
-    Outcome,
-    RunRefused,
-    RunReport,
-    redacted_config,
-    write_report,
-)
+from idstore.pipeline.report import Outcome, RunReport, redacted_config, write_report
 from idstore.redaction import RedactingFilter, scrubbed
 
 log = logging.getLogger(__name__)
@@ -39,7 +30,8 @@ def run_job(name: str, argv: Optional[Sequence[str]] = None, master: Optional[st
     except ConfigError as exc:
         print(f"idstore {job.name}: config error: {exc}", file=sys.stderr)
         return USAGE
-    report = RunReport(job=job.name, run_id=args.run_id or new_run_id(), config=redacted_config(config))
+    report = RunReport(job=job.name, run_id=args.run_id or new_run_id(), config=redacted_config(config),
+                       dry_run=options.dry_run)
 
     from idstore.spark import build_session
 
@@ -53,21 +45,23 @@ def run_job(name: str, argv: Optional[Sequence[str]] = None, master: Optional[st
 
 
 def _run(job: Job, spark, config: Config, report: RunReport, options) -> int:
-    """The job's run, ended in the report; its exit code."""
+    """The job's run, ended in the report; its exit code (idstore.errors.EXIT_CODES)."""
     try:
         job.run(spark, config, report, os.environ, options)
-        report.finish(Outcome.DRY_RUN if options.dry_run else Outcome.SUCCEEDED)
-        return OK
-    except ConfigError as exc:
-        report.finish(Outcome.FAILED, f"config error: {exc}")
-        return USAGE
-    except RunRefused as exc:
-        report.finish(Outcome.REFUSED, str(exc))
-        return REFUSED
     except Exception as exc:  # noqa: BLE001 - every failure ends in a report and an exit code
-        log.exception("%s run %s failed", job.name, report.run_id)
-        report.finish(Outcome.FAILED, _short(exc))
-        return FAILED
+        code = exit_code(exc)
+        if code == FAILED:
+            log.exception("%s run %s failed", job.name, report.run_id)
+        report.finish(Outcome.of_exit_code(code), _message(exc, code))
+        return code
+    report.finish(Outcome.DRY_RUN if options.dry_run else Outcome.SUCCEEDED)
+    return OK
+
+
+def _message(exc: BaseException, code: int) -> str:
+    if code == USAGE:
+        return f"config error: {exc}"
+    return _short(exc) if code == FAILED else str(exc)
 
 
 def new_run_id() -> str:

@@ -12,6 +12,7 @@ from typing import List, Mapping, Optional, cast
 from pyspark.sql import SparkSession
 
 from idstore.config import Config, ConfigError, EventFormat, IdsFrom
+from idstore.errors import RunFailed
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
 from idstore.events.join import choose_join
 from idstore.events.output import apply_hadoop_options, clear_days, describe_days, sse_kms_options
@@ -22,7 +23,7 @@ from idstore.idset import IdSet, load_id_set
 from idstore.jvm import JAR
 from idstore.pipeline.filter_result import FilterPlan, FilterResult, per_day_table
 from idstore.pipeline.options import FilterOptions
-from idstore.pipeline.report import RunFailed, RunReport
+from idstore.pipeline.report import RunReport
 from idstore.spark import balanced_scan, job_group, keep_observed_metrics, rerun_stages
 
 log = logging.getLogger(__name__)

@@ -7,36 +7,25 @@ reports every stage it finished, and no stage reads what another wrote into the 
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any, Dict, List, Optional
 
 from idstore import io
-from idstore.config import Config
+from idstore.config import Choice, Config
+from idstore.errors import INPUT_NOT_READY, OK, REFUSED
 from idstore.redaction import REDACTED, looks_secret, scrubbed
 
-# Exit codes, documented in the README.
-OK, FAILED, USAGE, REFUSED = 0, 1, 2, 3
 
-
-class Outcome(str, Enum):
+class Outcome(Choice):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     DRY_RUN = "dry_run"
     FAILED = "failed"
     REFUSED = "refused"
+    INPUT_NOT_READY = "input_not_ready"
 
-    def __str__(self) -> str:
-        return self.value
-
-    __format__ = str.__format__  # the value in f-strings on every Python, as on 3.9
-
-
-class RunRefused(RuntimeError):
-    """A safety guard stopped the run before it changed anything."""
-
-
-class RunFailed(RuntimeError):
-    """The run did not complete; the message says what is missing."""
+    @classmethod
+    def of_exit_code(cls, code: int) -> "Outcome":
+        return {OK: cls.SUCCEEDED, REFUSED: cls.REFUSED, INPUT_NOT_READY: cls.INPUT_NOT_READY}.get(code, cls.FAILED)
 
 
 class JobResult:
@@ -68,6 +57,7 @@ class RunReport:
     run_id: str
     config: Dict[str, Any]
     result: JobResult = field(default_factory=JobResult)
+    dry_run: bool = False
     started_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat())
     outcome: Outcome = Outcome.RUNNING
     error: str = ""
@@ -95,9 +85,9 @@ class RunReport:
 
     def as_dict(self) -> Dict[str, Any]:
         return {
-            "job": self.job, "run_id": self.run_id, "config": self.config, "started_at": self.started_at,
-            "outcome": self.outcome.value, "error": self.error, "counts": self.counts, "details": self.details,
-            "durations_s": self.durations_s, "metrics": self.metrics,
+            "job": self.job, "run_id": self.run_id, "dry_run": self.dry_run, "config": self.config,
+            "started_at": self.started_at, "outcome": self.outcome.value, "error": self.error,
+            "counts": self.counts, "details": self.details, "durations_s": self.durations_s, "metrics": self.metrics,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         }
 

@@ -18,12 +18,13 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from idstore import delta, io
-from idstore.config import Config, ConfigError, DynamoDBConfig, WriteMode
+from idstore.config import Config, DynamoDBConfig, WriteMode
 from idstore.dynamodb import bulk as ddb
+from idstore.errors import RunFailed, RunRefused
 from idstore.idset import id_set_stats, read_source_ids
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.options import SyncOptions
-from idstore.pipeline.report import RunFailed, RunRefused, RunReport
+from idstore.pipeline.report import RunReport
 from idstore.pipeline.sync_plan import KEY, Stamp, check_mirror_guard, plan_changes, plan_sync
 from idstore.pipeline.sync_result import Changes, RunTotals, SourceSet, SyncPlan, SyncResult, WriteOutcome
 from idstore.snapshot import RecordSize, write_record
@@ -108,7 +109,8 @@ def describe_table(cfg: DynamoDBConfig) -> Mapping[str, Any]:
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        raise ConfigError(f"dynamodb.table: no table {cfg.table!r} in {cfg.region}") from None
+        raise RunFailed(f"DynamoDB DescribeTable: no table {cfg.table!r} in {cfg.region} (dynamodb.table); "
+                        "create it (idstore render writes its CloudFormation) or name the right one") from None
 
 
 @contextmanager

@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from idstore import delta
 from idstore.config import RUN_ID, SYNCED_AT, Config, DynamoDBConfig, WriteMode
 from idstore.dynamodb import bulk as ddb
-from idstore.pipeline.report import RunRefused
+from idstore.errors import RunRefused
 from idstore.pipeline.sync_result import Changes, RunCost, SourceSet, StaleKeys, SyncPlan
 from idstore.snapshot import epoch_seconds
 

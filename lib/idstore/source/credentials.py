@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Mapping
 
 from idstore.config import AwsConfig, ConfigError, SourceConfig
+from idstore.errors import RunFailed
 from idstore.redaction import remember_secret
 
 
@@ -49,23 +50,22 @@ def _from_secret(secret_id: str, aws: AwsConfig) -> Credentials:
     client = boto3.client(
         "secretsmanager", region_name=aws.region, endpoint_url=aws.endpoint_url or None
     )
+    # AWS refusing the read, or a secret that is missing or not a login, fails the run (exit 1): the
+    # config names a secret, the account is what is wrong
     try:
         text = client.get_secret_value(SecretId=secret_id)["SecretString"]
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "error")
-        raise ConfigError(f"source.secret_id: cannot read secret {secret_id!r}: {code}") from None
+        raise RunFailed(f"Secrets Manager GetSecretValue of {secret_id!r} (source.secret_id): {code}") from None
     except (BotoCoreError, KeyError) as exc:
-        raise ConfigError(f"source.secret_id: cannot read secret {secret_id!r}: {type(exc).__name__}") from None
+        raise RunFailed(f"Secrets Manager GetSecretValue of {secret_id!r} (source.secret_id): "
+                        f"{type(exc).__name__}") from None
     try:
         payload = json.loads(text)
         user, password = payload["username"], payload["password"]
     except (KeyError, ValueError, TypeError):
         # never echo the payload: it may be the password itself
-        raise ConfigError(
-            f"source.secret_id: secret {secret_id!r} is not JSON with 'username' and 'password'"
-        ) from None
+        raise RunFailed(f"source.secret_id: secret {secret_id!r} is not JSON with 'username' and 'password'") from None
     if not isinstance(user, str) or not isinstance(password, str) or not password:
-        raise ConfigError(
-            f"source.secret_id: secret {secret_id!r} needs a string 'username' and a non-empty 'password'"
-        )
+        raise RunFailed(f"source.secret_id: secret {secret_id!r} needs a string 'username' and a non-empty 'password'")
     return Credentials(user=user, password=password)

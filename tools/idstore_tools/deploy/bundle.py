@@ -8,11 +8,11 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from idstore.config import Config
 from idstore_tools.deploy import iam, layout, render, template
+from idstore_tools.deploy.config import ToolingConfig
 
 
-def render_all(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
+def render_all(config: ToolingConfig, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
     """{file name: JSON document} for `idstore render`."""
     files: Dict[str, Any] = {
         "emr-steps.json": render.emr_steps(config, conf_uri, version=version),

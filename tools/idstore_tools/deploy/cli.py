@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import List, Sequence
 
-from idstore.config import Config, ConfigError, load_config
+from idstore.config import ConfigError
 from idstore_tools.deploy import bundle, layout
+from idstore_tools.deploy.config import ToolingConfig, load_tooling_config
 
 COMMANDS = ("render", "deploy", "submit", "validate")
 
@@ -24,7 +25,7 @@ def main(argv: Sequence[str]) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
-        config = load_config(options.conf, options.overrides)
+        config = load_tooling_config(options.conf, options.overrides)
         handlers = {"render": _render, "deploy": _deploy, "submit": _submit, "validate": _validate}
         return handlers[command](config, options)
     except ConfigError as exc:
@@ -43,7 +44,8 @@ def _parser(command: str) -> argparse.ArgumentParser:
                     "exits 1 if any check fails.",
     }
     parser = argparse.ArgumentParser(prog=f"idstore {command}", description=descriptions[command])
-    parser.add_argument("--conf", metavar="FILE", required=True, help="TOML config, layered over conf/base.toml")
+    parser.add_argument("--conf", metavar="FILE", required=True,
+                        help="TOML config, layered over conf/base.toml and idstore_tools/deploy/defaults.toml")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config key (repeatable)")
     parser.add_argument("--version", help="release version (default: deploy.version, else this package's version)")
@@ -75,7 +77,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     return parser
 
 
-def _conf_uri(config: Config, options) -> str:
+def _conf_uri(config: ToolingConfig, options) -> str:
     if getattr(options, "conf_uri", None):
         return options.conf_uri
     if options.conf.startswith("s3://"):
@@ -83,7 +85,7 @@ def _conf_uri(config: Config, options) -> str:
     return layout.conf_uri(config, Path(options.conf).name, options.version)
 
 
-def _render(config: Config, options) -> int:
+def _render(config: ToolingConfig, options) -> int:
     files = bundle.render_all(config, _conf_uri(config, options), options.version)
     for path in bundle.write_rendered(files, options.out):
         print(path)
@@ -92,7 +94,7 @@ def _render(config: Config, options) -> int:
     return 0
 
 
-def _deploy(config: Config, options) -> int:
+def _deploy(config: ToolingConfig, options) -> int:
     from idstore_tools.deploy.package import PackageError
     from idstore_tools.deploy.publish import DeployError, deploy
 
@@ -110,7 +112,7 @@ def _deploy(config: Config, options) -> int:
     return 0
 
 
-def _submit(config: Config, options) -> int:
+def _submit(config: ToolingConfig, options) -> int:
     from idstore_tools.deploy import submit
 
     jobs = [job.strip() for job in options.jobs.split(",") if job.strip()]
@@ -127,7 +129,7 @@ def _submit(config: Config, options) -> int:
         except ValueError as exc:
             print(f"idstore submit: --input is not JSON: {exc}", file=sys.stderr)
             return 2
-        print(submit.start_execution(config, options.state_machine_arn, run_input, options.name))
+        print(submit.start_execution(config.run, options.state_machine_arn, run_input, options.name))
     else:
         application = options.application_id or config.serverless.application_id
         if not application:
@@ -139,7 +141,7 @@ def _submit(config: Config, options) -> int:
     return 0
 
 
-def _validate(config: Config, options) -> int:
+def _validate(config: ToolingConfig, options) -> int:
     from idstore_tools.deploy.validate import checklist, run_checks
 
     conf_uri = _conf_uri(config, options) if config.deploy.bucket else None

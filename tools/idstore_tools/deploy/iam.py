@@ -9,8 +9,9 @@ from typing import Any, Dict, List, Optional, Tuple
 from urllib.parse import urlparse
 
 from idstore import io
-from idstore.config import Config, ConfigError
+from idstore.config import ConfigError
 from idstore_tools.deploy import layout
+from idstore_tools.deploy.config import ToolingConfig
 from idstore_tools.deploy.naming import Names, arn, partition
 
 READ = ("s3:GetObject",)
@@ -29,7 +30,7 @@ def trust_policy(service: str) -> Dict[str, Any]:
     return policy([{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}])
 
 
-def s3_locations(config: Config, version: Optional[str] = None) -> List[Tuple[str, str, Tuple[str, ...]]]:
+def s3_locations(config: ToolingConfig, version: Optional[str] = None) -> List[Tuple[str, str, Tuple[str, ...]]]:
     """(config key, s3 uri, actions) of every S3 location the jobs touch on AWS."""
     log_only = ("s3:PutObject",)  # EMR writes its logs and never reads them back
     wanted = [("deploy.bucket", layout.release_uri(config, version), READ)] + [
@@ -46,13 +47,13 @@ def s3_locations(config: Config, version: Optional[str] = None) -> List[Tuple[st
     return found
 
 
-def job_policy(config: Config, version: Optional[str] = None) -> Dict[str, Any]:
+def job_policy(config: ToolingConfig, version: Optional[str] = None) -> Dict[str, Any]:
     """What the jobs need at run time: the EMR nodes' instance profile, the Serverless job role."""
     return policy(job_statements(config, version))
 
 
-def job_statements(config: Config, version: Optional[str] = None) -> List[Dict[str, Any]]:
-    region, account = config.aws.region, _account(config)
+def job_statements(config: ToolingConfig, version: Optional[str] = None) -> List[Dict[str, Any]]:
+    region, account = config.run.aws.region, _account(config)
     statements: List[Dict[str, Any]] = []
     by_actions: Dict[Tuple[str, ...], List[str]] = {}
     prefixes: Dict[str, List[str]] = {}
@@ -76,27 +77,27 @@ def job_statements(config: Config, version: Optional[str] = None) -> List[Dict[s
         statements.append(statement)
     statements.append({
         "Sid": "IdTable", "Effect": "Allow", "Action": list(DYNAMODB_ACTIONS),
-        "Resource": arn("dynamodb", config.dynamodb.region, account, f"table/{config.dynamodb.table}"),
+        "Resource": arn("dynamodb", config.run.dynamodb.region, account, f"table/{config.run.dynamodb.table}"),
     })
-    if config.source.secret_id:
+    if config.run.source.secret_id:
         statements.append({"Sid": "SourceSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                            "Resource": secret_arn(config)})
     statements += _redshift_iam_statements(config)
     statements += _kms_statements(config)
-    if config.cloudwatch.enabled:
+    if config.run.cloudwatch.enabled:
         statements.append({
             "Sid": "RunMetrics", "Effect": "Allow", "Action": ["cloudwatch:PutMetricData"],
             "Resource": "*",  # PutMetricData has no resource type; the condition holds it to one namespace
-            "Condition": {"StringEquals": {"cloudwatch:namespace": config.cloudwatch.namespace}},
+            "Condition": {"StringEquals": {"cloudwatch:namespace": config.run.cloudwatch.namespace}},
         })
     return statements
 
 
-def _kms_statements(config: Config) -> List[Dict[str, Any]]:
+def _kms_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
     """The keys of the secret, the artifacts and the output (deploy.kms_key_arn, output.sse_kms_key_id)."""
-    region, account = config.aws.region, _account(config)
+    region, account = config.run.aws.region, _account(config)
     keys, aliases = [], []
-    for key in (config.deploy.kms_key_arn, config.output.sse_kms_key_id):
+    for key in (config.deploy.kms_key_arn, config.run.output.sse_kms_key_id):
         if not key:
             continue
         if key.startswith("alias/"):
@@ -117,23 +118,23 @@ def _kms_statements(config: Config) -> List[Dict[str, Any]]:
     return statements
 
 
-def secret_arn(config: Config) -> str:
-    secret = config.source.secret_id
+def secret_arn(config: ToolingConfig) -> str:
+    secret = config.run.source.secret_id
     if secret.startswith("arn:"):
         return secret
     # Secrets Manager appends six random characters to the name in the ARN
-    return arn("secretsmanager", config.aws.region, _account(config), f"secret:{secret}-??????")
+    return arn("secretsmanager", config.run.aws.region, _account(config), f"secret:{secret}-??????")
 
 
-def _redshift_iam_statements(config: Config) -> List[Dict[str, Any]]:
-    url = config.source.url
+def _redshift_iam_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
+    url = config.run.source.url
     prefix = "jdbc:redshift:iam:"
     if not url.startswith(prefix + "//"):
         return []
     parsed = urlparse("https:" + url[len(prefix):])
     host, database = parsed.hostname or "", parsed.path.strip("/").split(";")[0].split("?")[0]
     parts = host.split(".")
-    if not host.endswith(".redshift.amazonaws.com") or len(parts) < 4 or not config.source.user:
+    if not host.endswith(".redshift.amazonaws.com") or len(parts) < 4 or not config.run.source.user:
         raise ConfigError(
             "source.url: IAM authentication needs a provisioned cluster host "
             "(cluster.id.region.redshift.amazonaws.com) and source.user to name the database user"
@@ -141,14 +142,14 @@ def _redshift_iam_statements(config: Config) -> List[Dict[str, Any]]:
     cluster, region, account = parts[0], parts[2], _account(config)
     return [{
         "Sid": "RedshiftCredentials", "Effect": "Allow", "Action": ["redshift:GetClusterCredentials"],
-        "Resource": [arn("redshift", region, account, f"dbuser:{cluster}/{config.source.user}"),
+        "Resource": [arn("redshift", region, account, f"dbuser:{cluster}/{config.run.source.user}"),
                      arn("redshift", region, account, f"dbname:{cluster}/{database}")],
     }]
 
 
-def emr_states_statements(config: Config, names: Names) -> List[Dict[str, Any]]:
+def emr_states_statements(config: ToolingConfig, names: Names) -> List[Dict[str, Any]]:
     """What the EMR state machine needs: run, watch and end its cluster; pass the two EMR roles."""
-    region, account = config.aws.region, _account(config)
+    region, account = config.run.aws.region, _account(config)
     return [
         # RunJobFlow has no resource type: the cluster does not exist yet
         {"Sid": "CreateCluster", "Effect": "Allow", "Action": ["elasticmapreduce:RunJobFlow"], "Resource": "*"},
@@ -175,8 +176,8 @@ def emr_states_statements(config: Config, names: Names) -> List[Dict[str, Any]]:
     ]
 
 
-def serverless_states_statements(config: Config, names: Names) -> List[Dict[str, Any]]:
-    region, account = config.aws.region, _account(config)
+def serverless_states_statements(config: ToolingConfig, names: Names) -> List[Dict[str, Any]]:
+    region, account = config.run.aws.region, _account(config)
     application = arn("emr-serverless", region, account, f"/applications/{config.serverless.application_id}")
     return [
         {"Sid": "StartJobRuns", "Effect": "Allow", "Action": ["emr-serverless:StartJobRun"], "Resource": application},
@@ -202,7 +203,7 @@ def _s3_arn(region: str, resource: str) -> str:
     return f"arn:{partition(region)}:s3:::{resource}"
 
 
-def _account(config: Config) -> str:
+def _account(config: ToolingConfig) -> str:
     account = config.deploy.account_id
     if not (len(account) == 12 and account.isdigit()):
         raise ConfigError(f"deploy.account_id: expected the 12-digit AWS account id, got {account!r}")

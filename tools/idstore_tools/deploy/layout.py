@@ -5,7 +5,8 @@ package writes it, deploy uploads it as is, render and the bootstrap action read
 from typing import List, Optional, Tuple
 
 from idstore import __version__
-from idstore.config import Config, ConfigError
+from idstore.config import ConfigError
+from idstore_tools.deploy.config import ToolingConfig
 
 MANIFEST = "manifest.json"
 WHEELHOUSE = "wheelhouse"
@@ -25,11 +26,11 @@ def serverless_archive(python: str, arch: str) -> str:
     return f"{SERVERLESS_DIR}/deps-cp{python.replace('.', '')}-{arch}.tar.gz"
 
 
-def deployed_version(config: Config, version: Optional[str] = None) -> str:
+def deployed_version(config: ToolingConfig, version: Optional[str] = None) -> str:
     return version or config.deploy.version or __version__
 
 
-def release_uri(config: Config, version: Optional[str] = None) -> str:
+def release_uri(config: ToolingConfig, version: Optional[str] = None) -> str:
     """s3://bucket/prefix/<version>: everything `idstore deploy` uploaded for one version."""
     if not config.deploy.bucket:
         raise ConfigError("deploy.bucket: not set; the artifacts bucket is needed to deploy or render")
@@ -37,24 +38,25 @@ def release_uri(config: Config, version: Optional[str] = None) -> str:
     return "s3://" + "/".join(p for p in parts if p)
 
 
-def artifact_uri(config: Config, relative: str, version: Optional[str] = None) -> str:
+def artifact_uri(config: ToolingConfig, relative: str, version: Optional[str] = None) -> str:
     return f"{release_uri(config, version)}/{relative}"
 
 
-def conf_uri(config: Config, conf_name: str, version: Optional[str] = None) -> str:
+def conf_uri(config: ToolingConfig, conf_name: str, version: Optional[str] = None) -> str:
     """Where `idstore deploy --conf FILE` puts FILE, and so where the jobs read it on AWS."""
     return artifact_uri(config, f"{CONF_DIR}/{conf_name}", version)
 
 
-def data_locations(config: Config) -> List[Tuple[str, str, bool]]:
+def data_locations(config: ToolingConfig) -> List[Tuple[str, str, bool]]:
     """(config key, path, read only?) of every data location the jobs touch: the one list
     that the IAM policy and the preflight checks both go through."""
+    run = config.run
     return [
-        ("events.path", config.events.path, True),
-        ("snapshot.path", config.snapshot.path, False),
-        ("output.path", config.output.path, False),
-        ("output.quarantine_path", config.output.quarantine_path, False),
-        ("report.path", config.report.path, False),
-        ("source.unload_tempdir", config.source.unload_tempdir, False),
+        ("events.path", run.events.path, True),
+        ("snapshot.path", run.snapshot.path, False),
+        ("output.path", run.output.path, False),
+        ("output.quarantine_path", run.output.quarantine_path, False),
+        ("report.path", run.report.path, False),
+        ("source.unload_tempdir", run.source.unload_tempdir, False),
         ("emr.log_uri", config.emr.log_uri, False),
     ]

@@ -1,7 +1,7 @@
 """Names and ARNs of what a deployment creates, derived from deploy.name once, used everywhere."""
 from dataclasses import dataclass
 
-from idstore.config import Config
+from idstore_tools.deploy.config import ToolingConfig
 
 
 def partition(region: str) -> str:
@@ -32,9 +32,9 @@ class Names:
     creates_serverless_job_role: bool
 
     @classmethod
-    def of(cls, config: Config) -> "Names":
+    def of(cls, config: ToolingConfig) -> "Names":
         name = config.deploy.name
-        region, account = config.aws.region, config.deploy.account_id
+        region, account = config.run.aws.region, config.deploy.account_id
         ec2 = config.emr.job_flow_role or f"{name}-emr-ec2"
         serverless_role = config.serverless.execution_role_arn or (
             f"arn:{partition(region)}:iam::{account}:role/{name}-serverless-job"

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from idstore import io
 from idstore.config import Config, load_config
 from idstore_tools.deploy import layout
+from idstore_tools.deploy.config import ToolingConfig
 from idstore_tools.deploy.package import sha256_of, verify_dist
 
 log = logging.getLogger(__name__)
@@ -36,16 +37,16 @@ def s3_client(config: Config):
     return boto3.client("s3", region_name=config.aws.region, endpoint_url=config.aws.endpoint_url or None)
 
 
-def deploy(dist: Path, config: Config, version: Optional[str] = None, conf_files: Sequence[Path] = (),
+def deploy(dist: Path, config: ToolingConfig, version: Optional[str] = None, conf_files: Sequence[Path] = (),
            force: bool = False, client=None) -> DeployResult:
     """Upload `dist` (and the config files the jobs will read) under the release prefix."""
     manifest = verify_dist(dist)
     version = version or config.deploy.version or manifest["version"]
     release = layout.release_uri(config, version)
     bucket, prefix = io.split_s3(release)
-    client = client or s3_client(config)
+    client = client or s3_client(config.run)
     for conf in conf_files:
-        load_config(str(conf))  # a config the jobs would reject is not shipped
+        load_config(str(conf))  # a config the jobs would reject is not shipped (they skip the tooling's sections)
     remote = _remote_manifest(client, bucket, f"{prefix}/{layout.MANIFEST}")
     if remote is not None and remote.get("files") != manifest["files"] and not force:
         changed = sorted(k for k in set(remote.get("files", {})) | set(manifest["files"])
@@ -78,7 +79,7 @@ def _upload(client, path: Path, bucket: str, key: str, sha256: str, extra: Dict[
     client.upload_file(str(path), bucket, key, ExtraArgs={"Metadata": {"sha256": sha256}, **extra})
 
 
-def _encryption(config: Config) -> Dict[str, Any]:
+def _encryption(config: ToolingConfig) -> Dict[str, Any]:
     if not config.deploy.kms_key_arn:
         return {}
     return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": config.deploy.kms_key_arn}

@@ -7,8 +7,9 @@ from these; bundle puts them all together for `idstore render`.
 """
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from idstore.config import Config, ConfigError
+from idstore.config import ConfigError
 from idstore_tools.deploy import layout
+from idstore_tools.deploy.config import ToolingConfig
 from idstore_tools.deploy.layout import JOB_ORDER
 from idstore_tools.deploy.naming import Names
 
@@ -30,11 +31,11 @@ WINDOW_TO = JsonPath("$.window.to")
 
 
 # -- EMR on EC2 -----------------------------------------------------------------------------
-def python_path(config: Config) -> str:
+def python_path(config: ToolingConfig) -> str:
     return PYTHON_PATHS[config.emr.python]
 
 
-def spark_submit_args(config: Config, job: str, conf_uri: str, version: Optional[str] = None) -> List[str]:
+def spark_submit_args(config: ToolingConfig, job: str, conf_uri: str, version: Optional[str] = None) -> List[str]:
     """The step's command: cluster deploy mode, the job from S3, the config passed along.
 
     idstore itself is on every node (the bootstrap action), so no --py-files are needed.
@@ -48,7 +49,7 @@ def spark_submit_args(config: Config, job: str, conf_uri: str, version: Optional
     ]
 
 
-def emr_step(config: Config, job: str, conf_uri: str, action_on_failure: str,
+def emr_step(config: ToolingConfig, job: str, conf_uri: str, action_on_failure: str,
              version: Optional[str] = None) -> Dict[str, Any]:
     return {
         "Name": f"{config.deploy.name} {job}",
@@ -57,14 +58,14 @@ def emr_step(config: Config, job: str, conf_uri: str, action_on_failure: str,
     }
 
 
-def emr_steps(config: Config, conf_uri: str, action_on_failure: Optional[str] = None,
+def emr_steps(config: ToolingConfig, conf_uri: str, action_on_failure: Optional[str] = None,
               jobs: Sequence[str] = JOB_ORDER, version: Optional[str] = None) -> List[Dict[str, Any]]:
     """The steps for AddJobFlowSteps, in order; by default a failed step cancels the ones after it."""
     action = action_on_failure or config.emr.action_on_failure
     return [emr_step(config, job, conf_uri, action, version) for job in jobs]
 
 
-def emr_configurations(config: Config) -> List[Dict[str, Any]]:
+def emr_configurations(config: ToolingConfig) -> List[Dict[str, Any]]:
     python = python_path(config)
     return [
         {
@@ -84,7 +85,7 @@ def emr_configurations(config: Config) -> List[Dict[str, Any]]:
     ]
 
 
-def run_job_flow_request(config: Config, conf_uri: str, with_steps: bool = True,
+def run_job_flow_request(config: ToolingConfig, conf_uri: str, with_steps: bool = True,
                          version: Optional[str] = None) -> Dict[str, Any]:
     """RunJobFlow: with steps, a cluster that runs sync then filter and ends; without, one that
     waits for steps (what Step Functions' createCluster.sync needs)."""
@@ -134,7 +135,7 @@ def run_job_flow_request(config: Config, conf_uri: str, with_steps: bool = True,
 
 
 # -- Step Functions ---------------------------------------------------------------------------
-def state_machine(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
+def state_machine(config: ToolingConfig, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
     """create cluster -> sync -> filter -> terminate. Once the cluster exists, every failure is
     caught, terminates it and ends in a Fail state. createCluster.sync fails only when RunJobFlow
     was refused or the cluster ended on its own (e.g. a failed bootstrap): nothing to terminate."""
@@ -198,7 +199,7 @@ def state_machine(config: Config, conf_uri: str, version: Optional[str] = None) 
     }
 
 
-def serverless_state_machine(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
+def serverless_state_machine(config: ToolingConfig, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
     """sync -> filter as EMR Serverless job runs; no cluster, so a failure goes straight to Fail."""
     states: Dict[str, Any] = {}
     start = "Sync"
@@ -271,7 +272,8 @@ def _fail(error: str) -> Dict[str, Any]:
 
 
 # -- EMR Serverless ---------------------------------------------------------------------------
-def start_job_run_request(config: Config, job: str, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
+def start_job_run_request(config: ToolingConfig, job: str, conf_uri: str,
+                          version: Optional[str] = None) -> Dict[str, Any]:
     """StartJobRun for one job (boto3's clientToken is filled in per call)."""
     serverless = config.serverless
     if not serverless.application_id:
@@ -316,7 +318,7 @@ def _pascal(value: Any) -> Any:
 
 
 # -- EventBridge Scheduler --------------------------------------------------------------------
-def schedule_request(config: Config) -> Dict[str, Any]:
+def schedule_request(config: ToolingConfig) -> Dict[str, Any]:
     names = Names.of(config)
     target = names.serverless_state_machine if config.schedule.target == "serverless" else names.state_machine
     return {

@@ -8,6 +8,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from idstore.config import Config
 from idstore_tools.deploy import layout, render
+from idstore_tools.deploy.config import ToolingConfig
 
 log = logging.getLogger(__name__)
 
@@ -18,10 +19,10 @@ def aws_client(service: str, config: Config):
     return boto3.client(service, region_name=config.aws.region, endpoint_url=config.aws.endpoint_url or None)
 
 
-def add_steps(config: Config, conf_uri: str, cluster_id: str, jobs: Sequence[str] = layout.JOB_ORDER,
+def add_steps(config: ToolingConfig, conf_uri: str, cluster_id: str, jobs: Sequence[str] = layout.JOB_ORDER,
               version: Optional[str] = None, client=None) -> List[str]:
     """Add the jobs' steps, in order, to a running cluster; returns the step ids."""
-    client = client or aws_client("emr", config)
+    client = client or aws_client("emr", config.run)
     steps = render.emr_steps(config, conf_uri, jobs=jobs, version=version)
     response = client.add_job_flow_steps(JobFlowId=cluster_id, Steps=steps)
     log.info("added %d steps to %s", len(steps), cluster_id)
@@ -38,11 +39,11 @@ def start_execution(config: Config, state_machine_arn: str, run_input: Optional[
     return client.start_execution(**kwargs)["executionArn"]
 
 
-def start_job_runs(config: Config, conf_uri: str, jobs: Sequence[str], application_id: Optional[str] = None,
+def start_job_runs(config: ToolingConfig, conf_uri: str, jobs: Sequence[str], application_id: Optional[str] = None,
                    version: Optional[str] = None, client=None) -> List[str]:
     """Start one EMR Serverless job run per job; they run side by side, so pass one job unless
     that is what you want (the Serverless state machine runs sync, then filter)."""
-    client = client or aws_client("emr-serverless", config)
+    client = client or aws_client("emr-serverless", config.run)
     run_ids = []
     for job in jobs:
         request = render.start_job_run_request(config, job, conf_uri, version)

@@ -7,16 +7,16 @@ name: deploy with --capabilities CAPABILITY_NAMED_IAM.
 import json
 from typing import Any, Dict, List, Optional
 
-from idstore.config import Config
 from idstore.metrics import RUNS_FAILED
 from idstore.pipeline.jobs import JOBS
 from idstore_tools.deploy import iam, layout, render
+from idstore_tools.deploy.config import ToolingConfig
 from idstore_tools.deploy.naming import Names
 
 EMR_SERVICE_POLICY = "arn:{partition}:iam::aws:policy/service-role/AmazonEMRServicePolicy_v2"
 
 
-def cloudformation_template(config: Config, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
+def cloudformation_template(config: ToolingConfig, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
     names = Names.of(config)
     resources: Dict[str, Any] = {}
     outputs: Dict[str, Any] = {}
@@ -94,7 +94,7 @@ def cloudformation_template(config: Config, conf_uri: str, version: Optional[str
     }
     outputs["ScheduleName"] = {"Value": {"Ref": "Schedule"}}
 
-    if config.cloudwatch.enabled:
+    if config.run.cloudwatch.enabled:
         resources.update(_monitoring(config, names, machines))
         outputs["Dashboard"] = {"Value": {"Ref": "Dashboard"}}
 
@@ -120,9 +120,9 @@ def _role(name: str, service: str, policy_name: str = "", statements: Optional[L
     return {"Type": "AWS::IAM::Role", "Properties": properties}
 
 
-def _monitoring(config: Config, names: Names, machines: List[str]) -> Dict[str, Any]:
-    namespace, region = config.cloudwatch.namespace, config.aws.region
-    actions = [config.cloudwatch.alarm_topic_arn] if config.cloudwatch.alarm_topic_arn else []
+def _monitoring(config: ToolingConfig, names: Names, machines: List[str]) -> Dict[str, Any]:
+    namespace, region = config.run.cloudwatch.namespace, config.run.aws.region
+    actions = [config.run.cloudwatch.alarm_topic_arn] if config.run.cloudwatch.alarm_topic_arn else []
     resources: Dict[str, Any] = {}
     for machine in machines:
         resources[f"{machine}FailedAlarm"] = {

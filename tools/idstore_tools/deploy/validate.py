@@ -12,6 +12,7 @@ from typing import Callable, List, Mapping, Optional
 from idstore import io
 from idstore.config import Config, ConfigError
 from idstore_tools.deploy import layout
+from idstore_tools.deploy.config import ToolingConfig
 
 
 @dataclass(frozen=True)
@@ -26,17 +27,17 @@ class Check:
         return f"[{mark}] {self.name}: {self.detail}"
 
 
-def run_checks(config: Config, environ: Mapping[str, str] = os.environ, check_source: bool = False,
+def run_checks(config: ToolingConfig, environ: Mapping[str, str] = os.environ, check_source: bool = False,
                version: Optional[str] = None, conf_uri: Optional[str] = None) -> List[Check]:
     checks = [
         _guard("DynamoDB table", lambda: check_table(config)),
         *check_locations(config),
-        _guard("source credentials", lambda: check_credentials(config, environ)),
+        _guard("source credentials", lambda: check_credentials(config.run, environ)),
     ]
     if config.deploy.bucket:
         checks.append(_guard("deployed release", lambda: check_release(config, version, conf_uri)))
     if check_source:
-        checks.append(_guard("JDBC source", lambda: check_jdbc_source(config, environ)))
+        checks.append(_guard("JDBC source", lambda: check_jdbc_source(config.run, environ)))
     return checks
 
 
@@ -63,10 +64,10 @@ def _client(service: str, config: Config, endpoint_url: str = "", region: str = 
 
 
 # -- DynamoDB ---------------------------------------------------------------------------------
-def check_table(config: Config) -> Check:
-    cfg = config.dynamodb
+def check_table(config: ToolingConfig) -> Check:
+    cfg = config.run.dynamodb
     name = f"DynamoDB table {cfg.table}"
-    client = _client("dynamodb", config, cfg.endpoint_url, cfg.region)
+    client = _client("dynamodb", config.run, cfg.endpoint_url, cfg.region)
     try:
         table = client.describe_table(TableName=cfg.table)["Table"]
     except client.exceptions.ResourceNotFoundException:
@@ -92,7 +93,7 @@ def check_table(config: Config) -> Check:
 
 
 # -- S3 and local paths -----------------------------------------------------------------------
-def check_locations(config: Config) -> List[Check]:
+def check_locations(config: ToolingConfig) -> List[Check]:
     """Inputs must hold data; outputs must be writable places (a reachable bucket, a writable folder)."""
     checks = []
     for key, path, is_input in layout.data_locations(config):
@@ -100,7 +101,7 @@ def check_locations(config: Config) -> List[Check]:
             checks.append(Check(key, True, "not set", skipped=True))
             continue
         checks.append(_guard(key, lambda key=key, path=path, is_input=is_input: _check_location(
-            config, key, path, is_input)))
+            config.run, key, path, is_input)))
     return checks
 
 
@@ -169,10 +170,10 @@ def _check_secret(config: Config) -> Check:
 
 
 # -- the deployed release ---------------------------------------------------------------------
-def check_release(config: Config, version: Optional[str] = None, conf_uri: Optional[str] = None) -> Check:
+def check_release(config: ToolingConfig, version: Optional[str] = None, conf_uri: Optional[str] = None) -> Check:
     release = layout.release_uri(config, version)
     bucket, prefix = io.split_s3(release)
-    client = _client("s3", config)
+    client = _client("s3", config.run)
     name = "deployed release"
     try:
         manifest = json.loads(client.get_object(Bucket=bucket, Key=f"{prefix}/{layout.MANIFEST}")["Body"].read())

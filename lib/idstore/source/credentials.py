@@ -18,8 +18,16 @@ class Credentials:
     password: str = field(default="", repr=False)
 
 
+NO_CREDENTIALS = "source: no credentials; set source.secret_id, source.password_env, or use a jdbc:redshift:iam:// URL"
+
+
 def uses_iam(url: str) -> bool:
     return url.startswith("jdbc:redshift:iam://")
+
+
+def names_credentials(source: SourceConfig) -> bool:
+    """Whether `source` says how to log in: the cluster's IAM role, a secret or an env var."""
+    return uses_iam(source.url) or bool(source.secret_id or source.password_env)
 
 
 def resolve_credentials(source: SourceConfig, aws: AwsConfig, environ: Mapping[str, str]) -> Credentials:
@@ -36,9 +44,7 @@ def resolve_credentials(source: SourceConfig, aws: AwsConfig, environ: Mapping[s
             )
         credentials = Credentials(user=source.user, password=environ[source.password_env])
     else:
-        raise ConfigError(
-            "source: no credentials; set source.secret_id, source.password_env, or use a jdbc:redshift:iam:// URL"
-        )
+        raise ConfigError(NO_CREDENTIALS)
     remember_secret(credentials.password)
     return credentials
 

@@ -4,11 +4,18 @@ This is the package that ships to the cluster. The tooling that runs on a laptop
 (the local stack, the capacity emulator, the demo, package/render/deploy/submit/validate and
 the `idstore` command) is the package `idstore-tools` in tools/.
 """
+import re
+from pathlib import Path
+
 from setuptools import find_packages, setup
+
+# the one place the version is written: the package's __version__, which the tooling reads too
+VERSION = re.search(r'^__version__ = "([^"]+)"$', (Path(__file__).parent / "lib" / "idstore" / "__init__.py")
+                    .read_text(), re.M).group(1)
 
 setup(
     name="idstore",
-    version="0.1.0",
+    version=VERSION,
     description="PySpark jobs for EMR: sync a Redshift id set into DynamoDB, filter S3 events by it",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
@@ -17,7 +24,10 @@ setup(
     package_data={"idstore": ["base.toml", "jars/*.jar"]},
     python_requires=">=3.9",
     install_requires=[
-        "boto3>=1.34",
+        # the first release with every parameter idstore passes: put_object(IfMatch=...) for the run
+        # lock (tests/test_dependency_floor.py runs the lock on exactly these)
+        "boto3>=1.35.69",
+        "botocore>=1.35.69",
         "pyarrow>=14",
         # pyspark 3.5's mapInArrow checks for pandas on the driver, though Arrow alone is used
         "pandas>=1.0.5,<3",

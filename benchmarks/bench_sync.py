@@ -170,7 +170,7 @@ def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator
         "dynamodb.mode": "mirror", "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
         "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{table}"),
     }
-    args = ["--conf", str(conf), "--run-id", run_id, *flags]
+    args = ["--config", str(conf), "--run-id", run_id, *flags]
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]
     print(f"-- {name}: {table} {' '.join(flags)} ...", flush=True)

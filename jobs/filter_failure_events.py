@@ -1,7 +1,7 @@
 """spark-submit entry point of the filter job: failure events of the id set, from S3 archives.
 
     spark-submit --deploy-mode cluster jobs/filter_failure_events.py \
-        --conf s3://bucket/idstore/conf/prod.toml [--from 2024-05-01 --to 2024-05-07] [--ids snapshot]
+        --config s3://bucket/idstore/conf/prod.toml [--from 2024-05-01 --to 2024-05-07] [--ids snapshot]
 
 Exit code 0 on success, 1 failed, 2 config error.
 """

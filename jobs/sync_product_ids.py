@@ -1,7 +1,7 @@
 """spark-submit entry point of the sync job: a program's ProductIds from Redshift into DynamoDB.
 
     spark-submit --deploy-mode cluster jobs/sync_product_ids.py \
-        --conf s3://bucket/idstore/conf/prod.toml [--set dynamodb.mode=mirror] [--run-id ID] [--dry-run]
+        --config s3://bucket/idstore/conf/prod.toml [--set dynamodb.mode=mirror] [--run-id ID] [--dry-run]
 
 Exit code 0 on success, 1 failed, 2 config error, 3 refused by a safety guard.
 """

@@ -115,3 +115,28 @@ def test_the_jobs_defaults_hold_no_tooling_section():
     base = tomllib.loads(BASE_CONF.read_text())
     assert set(base) == {*RUN_SECTIONS, "spark"}
     assert not set(RUN_SECTIONS) & set(TOOLING_SECTIONS)
+
+
+def test_one_endpoint_reaches_dynamodb_unless_it_names_its_own():
+    config = load_config(None, ["aws.endpoint_url=http://127.0.0.1:5000"])
+    assert config.dynamodb.endpoint_url == "http://127.0.0.1:5000"
+    emulator = load_config(None, ["aws.endpoint_url=http://127.0.0.1:5000", "dynamodb.endpoint_url=http://127.0.0.1:7"])
+    assert emulator.dynamodb.endpoint_url == "http://127.0.0.1:7"
+    assert load_config(None, []).dynamodb.endpoint_url == ""  # AWS itself
+
+
+@pytest.mark.parametrize("overrides", [
+    ["aws.endpoint_url=http://127.0.0.1:5000", "spark.spark.hadoop.fs.s3a.endpoint=https://s3.us-east-1.amazonaws.com"],
+    ["spark.spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:5000"],  # boto3 on AWS, s3:// on an emulator
+])
+def test_a_boto3_endpoint_and_an_s3a_endpoint_that_disagree_are_refused_at_load(overrides):
+    with pytest.raises(ConfigError, match="aws.endpoint_url .* and \\[spark\\] spark.hadoop.fs.s3a.endpoint"):
+        load_config(None, overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    ["aws.endpoint_url=http://127.0.0.1:5000", "spark.spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:5001"],
+    ["spark.spark.hadoop.fs.s3a.endpoint=https://bucket.vpce-0a1b.s3.us-east-1.vpce.amazonaws.com"],
+])
+def test_endpoints_of_the_same_kind_are_accepted(overrides):
+    load_config(None, overrides)

@@ -48,3 +48,17 @@ def test_background_work_hands_its_error_to_the_caller():
     work.wait()
     with pytest.raises(ValueError, match="footer unreadable"):
         work.result()
+
+
+def test_s3a_takes_the_one_endpoint_unless_spark_names_its_own():
+    from idstore.config import load_config
+    from idstore.spark import session_conf
+
+    local = session_conf(load_config(None, ["aws.endpoint_url=http://127.0.0.1:5000", "aws.region=eu-west-1"]),
+                         {"spark.ui.enabled": "false"})
+    assert local == {"spark.ui.enabled": "false", "spark.hadoop.fs.s3a.endpoint": "http://127.0.0.1:5000",
+                     "spark.hadoop.fs.s3a.endpoint.region": "eu-west-1", "spark.hadoop.fs.s3a.path.style.access": "true"}
+    own = session_conf(load_config(None, ["aws.endpoint_url=http://127.0.0.1:5000",
+                                          "spark.spark.hadoop.fs.s3a.endpoint=http://127.0.0.1:5001"]))
+    assert own["spark.hadoop.fs.s3a.endpoint"] == "http://127.0.0.1:5001"
+    assert session_conf(load_config(None, [])) == {}  # on AWS, S3A (or EMRFS) finds S3 itself

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -252,14 +253,18 @@ def build_config(data: Mapping[str, Any]) -> Config:
     dynamodb = data.get("dynamodb", {})
     if isinstance(dynamodb, Mapping) and "region" in dynamodb:
         raise ConfigError("dynamodb.region: not a key; the table is in aws.region, the one region of a run")
-    sections["dynamodb"] = build_section("dynamodb", DynamoDBConfig,
-                                         {**dynamodb, "region": sections["aws"].region})
+    sections["dynamodb"] = build_section("dynamodb", DynamoDBConfig, {
+        **dynamodb, "region": sections["aws"].region,
+        # one endpoint for every client: DynamoDB's own only where it differs (an emulator)
+        "endpoint_url": dynamodb.get("endpoint_url") or sections["aws"].endpoint_url,
+    })
     spark_conf = data.get("spark", {})
     for key, value in spark_conf.items():
         if isinstance(value, (dict, list)):
             raise ConfigError(f"spark.{key}: expected a scalar Spark setting, got {type(value).__name__}")
     config = Config(spark={str(k): _spark_str(v) for k, v in spark_conf.items()}, **sections)
     _check_secrets(config)
+    _check_endpoints(config)
     _check_source(config.source)
     _check_item_attributes(config.dynamodb, config.source.attribute_columns)
     return config
@@ -310,6 +315,27 @@ def _check_value(section: str, key: str, value: Any) -> None:
         raise ConfigError(f"{name}: expected a non-negative number, got {value!r}")
     if (section, key) == ("source", "partitions") and value < 1:
         raise ConfigError(f"{name}: expected at least 1 partition, got {value!r}")
+
+
+S3A_ENDPOINT = "spark.hadoop.fs.s3a.endpoint"
+
+
+def is_aws_endpoint(url: str) -> bool:
+    """Whether `url` reaches AWS itself: empty (the SDK's default), or a host under amazonaws.com
+    (a VPC endpoint, a FIPS or dual-stack one); anything else is an emulator or another store."""
+    host = (urlsplit(url).hostname or "") if "//" in url else url.split("/")[0]  # S3A takes a bare host too
+    return not url or host.endswith((".amazonaws.com", ".amazonaws.com.cn"))
+
+
+def _check_endpoints(config: Config) -> None:
+    """boto3 and S3A must reach the same kind of S3: a run whose boto3 talks to moto while its
+    s3:// reads and writes go to AWS (or the reverse) would touch a real bucket of the same name."""
+    s3a = config.spark.get(S3A_ENDPOINT, "")
+    if s3a and is_aws_endpoint(s3a) != is_aws_endpoint(config.aws.endpoint_url):
+        raise ConfigError(
+            f"aws.endpoint_url ({config.aws.endpoint_url or 'AWS'}) and [spark] {S3A_ENDPOINT} ({s3a}) disagree: "
+            "one is AWS, the other is not; set aws.endpoint_url alone, which reaches S3A too"
+        )
 
 
 def _check_source(source: SourceConfig) -> None:

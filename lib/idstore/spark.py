@@ -1,11 +1,12 @@
 """The one place a SparkSession is built, from explicit settings; its Hadoop conf; Spark work in a
 background thread; the session settings and job tracking a run scopes to itself."""
 from contextlib import contextmanager
-from typing import Callable, Generic, Iterator, Mapping, Optional, TypeVar
+from typing import Callable, Dict, Generic, Iterator, Mapping, Optional, TypeVar
 
 from pyspark import InheritableThread
 from pyspark.sql import SparkSession
 
+from idstore.config import S3A_ENDPOINT, Config, is_aws_endpoint
 from idstore.redaction import with_redaction_kept
 
 T = TypeVar("T")
@@ -29,6 +30,21 @@ def session_hadoop_conf(spark: SparkSession):
     A copy costs about 4 ms over py4j, so a caller that opens several paths reuses one.
     """
     return spark._jsparkSession.sessionState().newHadoopConf()
+
+
+def session_conf(config: Config, base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """A job's Spark settings: `base` (a local run's), S3A pointed where boto3 goes, the config's [spark].
+
+    aws.endpoint_url is the one endpoint setting: S3A takes it too, unless [spark] names its own
+    (the config's load refused one that disagrees), so s3:// never leaves for AWS while boto3
+    talks to an emulator.
+    """
+    endpoint: Dict[str, str] = {}
+    if config.aws.endpoint_url:
+        endpoint = {S3A_ENDPOINT: config.aws.endpoint_url, f"{S3A_ENDPOINT}.region": config.aws.region}
+        if not is_aws_endpoint(config.aws.endpoint_url):
+            endpoint["spark.hadoop.fs.s3a.path.style.access"] = "true"  # an emulator has no bucket host names
+    return {**(base or {}), **endpoint, **config.spark}
 
 
 def build_session(app_name: str, conf: Mapping[str, str], master: Optional[str] = None) -> SparkSession:

@@ -121,7 +121,7 @@ def test_emr_steps_are_valid_add_job_flow_steps_requests(config, valid_request):
         assert step["ActionOnFailure"] == "CANCEL_AND_WAIT"  # a failed sync cancels the filter
         assert args[:3] == ["spark-submit", "--deploy-mode", "cluster"]
         entry = args.index(f"{RELEASE}/{layout.JOBS[job]}")
-        assert args[entry + 1:] == ["--conf", CONF_URI]
+        assert args[entry + 1:] == ["--config", CONF_URI]
         assert sum(len(a) for a in args) < 10240  # EMR's limit for a step's strings
 
 
@@ -272,7 +272,7 @@ def test_serverless_start_job_run_requests_are_valid(config, valid_request):
         valid_request("emr-serverless", "StartJobRun", {**request, "clientToken": str(uuid.uuid4())})
         submit = request["jobDriver"]["sparkSubmit"]
         assert submit["entryPoint"] == f"{RELEASE}/{layout.JOBS[job]}"
-        assert submit["entryPointArguments"] == ["--conf", CONF_URI]
+        assert submit["entryPointArguments"] == ["--config", CONF_URI]
         assert f"spark.archives={RELEASE}/serverless/deps-cp39-x86_64.tar.gz#deps" in submit["sparkSubmitParameters"]
         assert request["executionRoleArn"] == "arn:aws:iam::123456789012:role/idstore-serverless-job"
 
@@ -292,7 +292,7 @@ def test_serverless_state_machine_runs_sync_then_filter_and_fails_on_any_error(c
         request = camel(resolve(state["Parameters"]))
         valid_request("emr-serverless", "StartJobRun", request)
         arguments = request["jobDriver"]["sparkSubmit"]["entryPointArguments"]
-        assert arguments[:4] == ["--conf", CONF_URI, "--run-id", "run-20240502"]
+        assert arguments[:4] == ["--config", CONF_URI, "--run-id", "run-20240502"]
     assert camel(resolve(states["Filter"]["Parameters"]))["jobDriver"]["sparkSubmit"]["entryPointArguments"][4:] == [
         "--from", "2024-04-30", "--to", "2024-05-01"]
 

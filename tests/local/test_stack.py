@@ -338,10 +338,12 @@ def test_cli_up_status_seed_down_round_trip_without_writing_the_password(tmp_pat
             s3 = _client("s3", endpoint)
             in_s3 = s3.get_object(Bucket="idstore-local", Key="conf/local.toml")["Body"].read()
             assert tomllib.loads(in_s3.decode()) == config
-            assert "--conf s3://idstore-local/conf/local.toml" in up.stdout
+            assert "--config s3://idstore-local/conf/local.toml" in up.stdout
             listed = s3.list_objects_v2(Bucket="idstore-local", Prefix="data/failure-events/")
             days = sorted({o["Key"].split("/")[2] for o in listed.get("Contents", [])})
-            assert config["spark"]["spark.hadoop.fs.s3a.endpoint"] == endpoint
+            # one endpoint setting reaches boto3, S3A and DynamoDB alike
+            assert config["aws"]["endpoint_url"] == endpoint
+            assert "spark.hadoop.fs.s3a.endpoint" not in config["spark"] and not config["dynamodb"].get("endpoint_url")
         else:
             days = sorted(p.name for p in Path(events_path).iterdir())
         assert days == ["dt=2024-01-01", "dt=2024-01-02"]

@@ -6,6 +6,7 @@ over the same input; moto's request recorder shows what the jobs listed and read
 """
 import gzip
 import json
+import tomllib
 import urllib.parse
 import urllib.request
 import uuid
@@ -125,6 +126,10 @@ def world(stack):
     config = write_local_config(stack, f"{root}/conf/job.toml", f"{root}/data")
     assert config == f"{root}/conf/job.toml"
     text = w.s3.get_object(Bucket=w.bucket, Key="conf/job.toml")["Body"].read().decode()
+    # the one endpoint setting: S3A and DynamoDB find moto through aws.endpoint_url alone
+    settings = tomllib.loads(text)
+    assert settings["aws"]["endpoint_url"] == stack.moto_endpoint and "fs.s3a.endpoint" not in text
+    assert stack.moto_endpoint not in json.dumps({k: v for k, v in settings.items() if k != "aws"})
     text = text.replace('"IdentifierStore"', json.dumps(w.table)).replace(
         "from program_products where program = 'FFA'", "from s3_program")
     w.s3.put_object(Bucket=w.bucket, Key="conf/job.toml", Body=text.encode())

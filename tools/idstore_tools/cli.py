@@ -3,6 +3,7 @@ import sys
 from typing import Optional, Sequence
 
 USAGE = """usage: idstore COMMAND [options]
+       idstore --version
 
 commands:
   sync     run the sync job on a local SparkSession (same flags as jobs/sync_product_ids.py)
@@ -17,17 +18,30 @@ commands:
 """
 
 
+def version() -> str:
+    from idstore import __version__
+
+    return f"idstore {__version__}"
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or args[0] in ("-h", "--help"):
+    if not args:
+        print(USAGE, file=sys.stderr)  # a usage error: what was asked for is not there
+        return 2
+    if args[0] in ("-h", "--help"):
         print(USAGE)
-        return 0 if args else 2
+        return 0
+    if args[0] in ("-V", "--version"):
+        print(version())
+        return 0
     command, rest = args[0], args[1:]
     if command in ("sync", "filter"):
         from idstore.pipeline.entry import run_job
         from idstore_tools.local_submit import local_spark_conf
 
-        return run_job(command, rest, master="local[*]", base_spark_conf=local_spark_conf())
+        return run_job(command, rest, master="local[*]", base_spark_conf=local_spark_conf(),
+                       prog=f"idstore {command}")
     if command == "local":
         from idstore_tools.local.cli import main as local_main
 

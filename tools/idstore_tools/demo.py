@@ -39,7 +39,7 @@ log = logging.getLogger("idstore_tools.demo")
 
 def _run_job(info: StackInfo, job: str, conf: str, extra: Sequence[str] = ()) -> float:
     started = time.monotonic()
-    result = spark_submit(job, ["--conf", conf, *extra], env=moto_env(info.moto_endpoint), capture=False)
+    result = spark_submit(job, ["--config", conf, *extra], env=moto_env(info.moto_endpoint), capture=False)
     if result.returncode != 0:
         raise SystemExit(f"demo: {job} exited {result.returncode}")
     return time.monotonic() - started

@@ -16,8 +16,9 @@ JARS_DIR = REPO / ".jars"
 REDSHIFT_DRIVER = "com.amazon.redshift.jdbc.Driver"
 
 # s3:// as on EMR, where EMRFS serves it: here S3A (hadoop-aws) does, against moto. Only the
-# endpoint (`spark.hadoop.fs.s3a.endpoint`, in the config's [spark]) differs between stacks;
-# the keys come from the environment (moto takes any), never from the Spark conf.
+# endpoint differs between stacks, and the job takes it from the config's aws.endpoint_url
+# (idstore.spark.session_conf); the keys come from the environment (moto takes any), never
+# from the Spark conf.
 S3A_CONF = {
     "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
     "spark.hadoop.fs.AbstractFileSystem.s3.impl": "org.apache.hadoop.fs.s3a.S3A",
@@ -71,11 +72,6 @@ def require_jars(kind: str = "jobs") -> List[Path]:
     if not jars:
         raise MissingJarsError(f"no jars in {JARS_DIR / kind}: run `make jars` (scripts/fetch-jars.sh)")
     return jars
-
-
-def s3a_endpoint_conf(endpoint: str, region: str) -> Dict[str, str]:
-    """The endpoint part of the S3A settings: what a local config's [spark] holds for moto."""
-    return {"spark.hadoop.fs.s3a.endpoint": endpoint, "spark.hadoop.fs.s3a.endpoint.region": region}
 
 
 def local_spark_conf(extra_jars: Sequence[Path] = ()) -> Dict[str, str]:

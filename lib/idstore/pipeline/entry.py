@@ -20,22 +20,28 @@ log = logging.getLogger(__name__)
 
 
 def run_job(name: str, argv: Optional[Sequence[str]] = None, master: Optional[str] = None,
-            base_spark_conf: Optional[Mapping[str, str]] = None) -> int:
-    """Run job `name`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only."""
+            base_spark_conf: Optional[Mapping[str, str]] = None, prog: Optional[str] = None) -> int:
+    """Run job `name`; `master` and `base_spark_conf` (under the config's [spark]) for local runs only.
+
+    A config that fails its checks (the load's, then what this job needs) exits 2 before Spark starts.
+    """
     job = JOBS[name]
-    args, options = job.parse(argv)
+    args, options = job.parse(argv, prog)
     configure_logging(args.verbose)
     try:
         config = load_config(args.conf, args.overrides)
+        problems = job.problems(config, options)
+        if problems:
+            raise ConfigError("; ".join(problems))
     except ConfigError as exc:
         print(f"idstore {job.name}: config error: {exc}", file=sys.stderr)
         return USAGE
     report = RunReport(job=job.name, run_id=args.run_id or new_run_id(), config=redacted_config(config),
                        dry_run=options.dry_run)
 
-    from idstore.spark import build_session
+    from idstore.spark import build_session, session_conf
 
-    spark = build_session(f"idstore-{job.name}", {**(base_spark_conf or {}), **config.spark}, master=master)
+    spark = build_session(f"idstore-{job.name}", session_conf(config, base_spark_conf), master=master)
     try:
         code = _run(job, spark, config, report, options)
     finally:

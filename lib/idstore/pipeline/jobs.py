@@ -6,10 +6,12 @@ so `--help` and the deploy tooling (which reads the metrics for the dashboard) s
 import argparse
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Callable, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 from idstore import metrics as M
-from idstore.config import IdsFrom
+from idstore.checks import filter_problems, sync_problems
+from idstore.config import Config, IdsFrom
+from idstore.errors import exit_codes_text
 from idstore.pipeline.options import FilterOptions, SyncOptions
 
 SET_HELP = (
@@ -17,7 +19,6 @@ SET_HELP = (
     "numbers (8, 0.5, 1_000), booleans (true, false), lists as TOML (['a', \"b\"]) or comma-separated (a,b), "
     "strings as they are (spaces and '=' kept) or TOML-quoted. spark.KEY=VALUE sets a Spark setting."
 )
-EPILOG = "exit codes: 0 success, 1 the run failed, 2 configuration or usage error, 3 refused by a safety guard"
 
 
 @dataclass(frozen=True)
@@ -26,14 +27,20 @@ class Job:
     description: str
     add_arguments: Callable[[argparse.ArgumentParser], None]  # the job's own flags
     options: Callable[[argparse.Namespace], Any]  # its typed options from the parsed flags
+    problems: Callable[[Config, Any], List[str]]  # (config, options): what the run needs that the config lacks
     run: Callable[..., None]  # (spark, config, report, environ, options): fills report.result
     metrics: Tuple[str, ...]  # the CloudWatch figures it publishes beside the run metrics
 
-    def parser(self) -> argparse.ArgumentParser:
-        """What both jobs take (the config, overrides, the run id, logging) and the job's own flags."""
-        parser = argparse.ArgumentParser(prog=self.name, description=self.description, epilog=EPILOG)
-        parser.add_argument("--conf", metavar="FILE",
-                            help="TOML config, a local path or s3://bucket/key; layered over conf/base.toml")
+    def parser(self, prog: Optional[str] = None) -> argparse.ArgumentParser:
+        """What both jobs take (the config, overrides, the run id, logging) and the job's own flags.
+
+        `prog`: how usage names the program (`idstore sync`); by default the script's name, as
+        spark-submit runs it.
+        """
+        parser = argparse.ArgumentParser(prog=prog, description=self.description, epilog=exit_codes_text())
+        parser.add_argument("--config", "--conf", dest="conf", metavar="FILE", required=True,
+                            help="TOML config, a local path or s3://bucket/key; layered over the defaults "
+                                 "(conf/base.toml). --conf is the old spelling, deprecated")
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                             help=SET_HELP)
         parser.add_argument("--run-id",
@@ -42,9 +49,9 @@ class Job:
         self.add_arguments(parser)
         return parser
 
-    def parse(self, argv: Optional[Sequence[str]]) -> Tuple[argparse.Namespace, Any]:
+    def parse(self, argv: Optional[Sequence[str]], prog: Optional[str] = None) -> Tuple[argparse.Namespace, Any]:
         """The flags and the job's options; a flag of the other job is a usage error (exit 2) naming it."""
-        parser = self.parser()
+        parser = self.parser(prog)
         args = parser.parse_args(argv)
         start, end = getattr(args, "start", None), getattr(args, "end", None)
         if start and end and start > end:
@@ -94,6 +101,7 @@ SYNC = Job(
     description="Read a program's ids from Redshift (JDBC), validate them and write them to DynamoDB.",
     add_arguments=_sync_arguments,
     options=lambda args: SyncOptions(args.dry_run, args.force, args.full, args.break_lock),
+    problems=lambda config, options: sync_problems(config),
     run=_run_sync,
     metrics=(M.ITEMS_PUT, M.ITEMS_DELETED, M.ITEMS_REJECTED, M.ITEMS_UNCHANGED, M.CONSUMED_WCU, M.CONSUMED_RCU,
              M.THROTTLES, M.RUN_COST_USD),
@@ -103,6 +111,7 @@ FILTER = Job(
     description="Keep the failure events whose product id is in the id set; write Parquet by day.",
     add_arguments=_filter_arguments,
     options=lambda args: FilterOptions(args.dry_run, args.start, args.end, IdsFrom(args.ids)),
+    problems=lambda config, options: filter_problems(config, options.ids_from),
     run=_run_filter,
     metrics=(M.EVENTS_READ, M.EVENTS_MATCHED, M.EVENTS_QUARANTINED),
 )

@@ -44,8 +44,9 @@ def _parser(command: str) -> argparse.ArgumentParser:
                     "exits 1 if any check fails.",
     }
     parser = argparse.ArgumentParser(prog=f"idstore {command}", description=descriptions[command])
-    parser.add_argument("--conf", metavar="FILE", required=True,
-                        help="TOML config, layered over conf/base.toml and idstore_tools/deploy/defaults.toml")
+    parser.add_argument("--config", "--conf", dest="conf", metavar="FILE", required=True,
+                        help="TOML config, layered over conf/base.toml and idstore_tools/deploy/defaults.toml "
+                             "(--conf: the old spelling, deprecated)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config key (repeatable)")
     parser.add_argument("--version", help="release version (default: deploy.version, else this package's version)")

@@ -45,7 +45,7 @@ def spark_submit_args(config: ToolingConfig, job: str, conf_uri: str, version: O
         # a second application attempt would re-run the whole job; the step fails instead
         "--conf", "spark.yarn.maxAppAttempts=1",
         layout.artifact_uri(config, layout.JOBS[job], version),
-        "--conf", conf_uri,
+        "--config", conf_uri,
     ]
 
 
@@ -295,7 +295,7 @@ def start_job_run_request(config: ToolingConfig, job: str, conf_uri: str,
         "name": f"{config.deploy.name}-{job}",
         "jobDriver": {"sparkSubmit": {
             "entryPoint": layout.artifact_uri(config, layout.JOBS[job], version),
-            "entryPointArguments": ["--conf", conf_uri],
+            "entryPointArguments": ["--config", conf_uri],
             "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in spark_conf.items()),
         }},
         "tags": {"app": config.deploy.name},

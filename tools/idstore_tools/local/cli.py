@@ -198,8 +198,8 @@ def _up(args: argparse.Namespace) -> int:
         f" AWS_DEFAULT_REGION=us-east-1 AWS_ENDPOINT_URL={info.moto_endpoint}"
     )
     print(f"  idstore local seed --dir {args.dir}")
-    print(f"  idstore sync --conf {conf_arg}")
-    print(f"  idstore filter --conf {conf_arg} --from 2024-01-01 --to 2024-01-07")
+    print(f"  idstore sync --config {conf_arg}")
+    print(f"  idstore filter --config {conf_arg} --from 2024-01-01 --to 2024-01-07")
     print(f"  idstore local down --dir {args.dir}")
     return 0
 

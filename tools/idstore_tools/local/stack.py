@@ -552,7 +552,8 @@ def write_local_config(
 
     `data_dir` is a local folder or an s3:// prefix (in moto, as on EMR); `path` a local file
     or an s3:// key, where it is uploaded to moto (the bucket must exist: create_bucket).
-    Either way [spark] names moto's endpoint for S3A, so an s3:// path works in any config.
+    Either way aws.endpoint_url, the one endpoint setting, sends boto3, S3A and DynamoDB to
+    moto, so an s3:// path works in any config.
     """
     from idstore.io import is_s3
 
@@ -579,7 +580,6 @@ def write_local_config(
             {
                 "table": TABLE,
                 "key_attribute": KEY_ATTRIBUTE,
-                "endpoint_url": info.moto_endpoint,
                 "write_rate": 2000,
             },
         ),
@@ -587,7 +587,7 @@ def write_local_config(
         ("events", {"path": _under(data, "failure-events")}),
         ("output", {"path": _under(data, "filtered"), "quarantine_path": _under(data, "quarantine")}),
         ("report", {"path": _under(data, "reports")}),
-        ("spark", {"spark.sql.shuffle.partitions": "8", **_s3a_endpoint(info)}),
+        ("spark", {"spark.sql.shuffle.partitions": "8"}),
     ]
     lines = [
         "# Written by `idstore local up` for the running local stack; ports change on every up.",
@@ -614,12 +614,6 @@ def write_local_config(
 
 def _under(root: Union[Path, str], name: str) -> str:
     return f"{root}/{name}" if isinstance(root, str) else str(root / name)
-
-
-def _s3a_endpoint(info: StackInfo) -> Dict[str, str]:
-    from idstore_tools.local_submit import s3a_endpoint_conf
-
-    return s3a_endpoint_conf(info.moto_endpoint, info.region)
 
 
 def is_running(pid: int, marker: str = "") -> bool:

@@ -60,7 +60,7 @@ def test_each_job_publishes_its_own_figures_and_the_names_are_cloudwatch_metric_
     ("sync", ["--set", "source.url=jdbc:redshift://h:5439/db", "--set", "source.query=select 1"], ["no credentials"]),
     ("filter", [], ["events.path: empty", "output.path: empty", "output.quarantine_path: empty",
                     "snapshot.path: empty"]),
-    ("filter", ["--ids", "dynamodb"], ["dynamodb.table: empty"]),
+    ("filter", ["--ids", "dynamodb", "--set", "dynamodb.table="], ["dynamodb.table: empty"]),
     ("filter", ["--ids", "source"], ["source.url: empty", "source.query: empty"]),
 ])
 def test_what_a_job_needs_is_checked_before_it_starts_and_every_missing_key_named(tmp_path, capsys, job, argv, named):

@@ -73,6 +73,13 @@ class CandidateTest(Choice):
     BUILTIN = "builtin"
 
 
+class MissingDays(Choice):
+    """What a filter run does about a day of its window that has no dt= folder."""
+
+    FAIL = "fail"  # filters the other days, then ends as input not ready (exit 4)
+    SKIP = "skip"  # filters the other days and succeeds, naming the missing ones
+
+
 class IdsFrom(Choice):
     """Where the filter's id set comes from."""
 
@@ -158,6 +165,7 @@ class EventsConfig:
     broadcast_max_bytes: int  # estimated broadcast hash-table bytes; above it, a shuffle join
     validate: LineValidation  # which JSON lines are fully parsed, so checked and counted when bad
     candidate_test: CandidateTest  # how validate = kept reads the plain id off a raw line
+    missing_days: MissingDays
 
 
 @dataclass(frozen=True)

@@ -145,8 +145,9 @@ def job(tmp_path, spark):
                           {"run_id": run_id, "path": str(target), "id_column": "product_id"})
 
         def run(self, *overrides: str, start=None, end=None, run_id: str = "run-1") -> RunReport:
-            report = RunReport(job="filter", run_id=run_id, config={})
-            run_filter(spark, self.config(*overrides), report, {}, FilterOptions(start=start, end=end))
-            return report
+            # kept on the Job too: a run that raises (input not ready, say) still reports what it did
+            self.report = RunReport(job="filter", run_id=run_id, config={})
+            run_filter(spark, self.config(*overrides), self.report, {}, FilterOptions(start=start, end=end))
+            return self.report
 
     return Job()

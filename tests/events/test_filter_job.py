@@ -1,11 +1,12 @@
 """run_filter in this process on archives written byte by byte, against a plain-Python filter."""
 import json
+import shutil
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from idstore.errors import RunFailed
+from idstore.errors import InputNotReady, RunFailed
 from idstore_tools.testing.datagen import program_ids, write_event_archive
 
 from .conftest import (
@@ -215,3 +216,25 @@ def test_output_is_a_few_files_a_day_not_one_per_task_and_day(job, spark):
     per_day = [len(files) for files in output_files(job.output).values()]
     assert len(per_day) == 3 and max(per_day) <= 3 and sum(per_day) > 3
     assert output_events(job.output) == reference_filter(job.events, set(IDS), "detail.productId").kept
+
+
+def test_a_window_with_missing_days_filters_the_others_then_ends_as_input_not_ready_or_skips_them(job):
+    write_event_archive(job.events, date(2024, 12, 1), 3, 1500, IDS, OTHERS, 0.2, seed=3, files_per_day=1)
+    shutil.rmtree(job.events / "dt=2024-12-02")  # a late upstream: the middle day has not arrived
+    job.snapshot(IDS)
+    window = {"start": date(2024, 12, 1), "end": date(2024, 12, 4)}
+
+    with pytest.raises(InputNotReady, match="2 day.*2024-12-02, 2024-12-04.*run the window again") as late:
+        job.run(**window)
+    assert "config" not in str(late.value)  # never a config error
+    ref = reference_filter(job.events, set(IDS), "detail.productId")
+    assert output_events(job.output) == ref.kept and ref.kept  # the days that are there were filtered
+    assert job.report.details["missing_days"] == ["2024-12-02", "2024-12-04"]
+    assert job.report.counts["events_read"] == sum(ref.read.values())
+
+    report = job.run("events.missing_days=skip", run_id="run-2", **window)
+    assert report.details["missing_days"] == ["2024-12-02", "2024-12-04"]
+    assert output_events(job.output) == ref.kept
+
+    with pytest.raises(InputNotReady, match="2024-12-05, 2024-12-06"):  # nothing of the window is there
+        job.run(run_id="run-3", start=date(2024, 12, 5), end=date(2024, 12, 6))

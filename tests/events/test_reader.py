@@ -5,7 +5,7 @@ import pytest
 
 from idstore.config import ConfigError, load_config
 from idstore.events.output import apply_hadoop_options, sse_kms_options
-from idstore.events.reader import days_in_range, event_schema, list_files
+from idstore.events.reader import days_in_range, event_schema, list_files, missing_days
 
 
 def _events(*overrides):
@@ -28,6 +28,19 @@ def test_days_in_range_keeps_both_ends_and_skips_non_dates():
     assert days_in_range(days, date(2024, 5, 2), date(2024, 5, 3)) == ["2024-05-02", "2024-05-03"]
     assert days_in_range(days, None, date(2024, 5, 1)) == ["2024-05-01"]
     assert days_in_range(days, None, None) == ["2024-05-01", "2024-05-02", "2024-05-03", "2024-05-04"]
+
+
+@pytest.mark.parametrize("start, end, missing", [
+    (None, None, []),  # no window: what is there is read, nothing is missing
+    (date(2024, 5, 1), date(2024, 5, 6), ["2024-05-03", "2024-05-06"]),
+    (date(2024, 4, 30), None, ["2024-04-30", "2024-05-03"]),  # to the archive's last day
+    (None, date(2024, 5, 2), []),  # from the archive's first day
+    (date(2024, 6, 1), date(2024, 6, 2), ["2024-06-01", "2024-06-02"]),
+])
+def test_missing_days_are_the_days_of_the_window_without_a_folder(start, end, missing):
+    present = ["2024-05-01", "2024-05-02", "2024-05-04", "2024-05-05", "not-a-date"]
+    assert missing_days(present, start, end) == missing
+    assert missing_days([], date(2024, 6, 1), None) == ["2024-06-01"]
 
 
 def test_list_files_leaves_out_what_spark_would_not_read(spark, tmp_path):

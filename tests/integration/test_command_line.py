@@ -103,3 +103,37 @@ def test_a_secret_the_jvm_logs_is_scrubbed_from_its_log4j_output(stack, pg, new_
     assert stack.pg_password not in output
     assert report["outcome"] == "failed"
     assert files_holding(job_conf.parent, stack.pg_password) == []
+
+
+def test_without_its_config_a_job_names_the_flag_and_starts_nothing():
+    from idstore_tools.local_submit import spark_submit
+
+    result = spark_submit("sync", ["--dry-run"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output
+    assert "usage: sync_product_ids.py" in output and "required: --config" in output
+    assert "Running Spark version" not in output  # refused before a SparkContext
+
+
+def test_a_sync_without_snapshot_path_is_refused_before_spark_starts_never_run_without_its_lock(job_conf):
+    code, output, report = run_job("sync", job_conf, "--set", "snapshot.path=")
+    assert code == 2, output
+    assert "snapshot.path: empty" in output and "run lock" in output
+    assert "Running Spark version" not in output and report is None
+
+
+def test_a_late_day_ends_the_filter_as_input_not_ready_with_the_days_that_are_there_written(pg, job_conf):
+    ids = [f"L{i:05d}" for i in range(100)]
+    create_source_table(pg, "src_late", [(v, None, None, None) for v in ids])
+    data = job_conf.parent / "data"
+    write_event_archive(data / "failure-events", date(2024, 8, 1), 2, 1000, ids, [f"N{i}" for i in range(50)], 0.3,
+                        seed=5, files_per_day=1)
+    code, output, report = run_job(
+        "filter", job_conf, "--ids", "source", "--from", "2024-08-01", "--to", "2024-08-03",
+        "--set", "source.query=select product_id from src_late",
+    )
+    assert code == 4, output  # not 2: the config is right, the data is late
+    assert report["outcome"] == "input_not_ready" and report["details"]["missing_days"] == ["2024-08-03"]
+    assert "2024-08-03" in report["error"] and "run the window again" in report["error"]
+    assert sorted(p.name for p in (data / "filtered").iterdir() if p.name.startswith("dt=")) == [
+        "dt=2024-08-01", "dt=2024-08-02"]

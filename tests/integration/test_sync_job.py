@@ -8,7 +8,7 @@ import json
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
@@ -229,20 +229,37 @@ def test_a_dry_run_writes_nothing_then_mirror_deletes_exactly_the_stale_ids(stac
 
 
 @integration
-def test_the_guard_refuses_an_empty_source(stack, pg, ddb, new_table, job_conf):
+def test_the_guard_refuses_an_empty_source_and_only_a_real_refusal_raises_an_alarm(stack, pg, ddb, new_table,
+                                                                                      job_conf):
     create_source_table(pg, "src_empty", [])
     seed_table(ddb, new_table, [f"K{i}" for i in range(50)])
     before = items_by_key(ddb, new_table)
-    code, output, report = run_job(
-        "sync", job_conf, "--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
-        "--set", "source.query=select product_id from src_empty",
-    )
+    namespace = f"idstore-refusal-{uuid.uuid4().hex[:8]}"
+    args = ["--set", f"dynamodb.table={new_table}", "--set", "dynamodb.mode=mirror",
+            "--set", "source.query=select product_id from src_empty",
+            "--set", "cloudwatch.enabled=true", "--set", f"cloudwatch.namespace={namespace}"]
+    cloudwatch = aws_client("cloudwatch", stack.moto_endpoint)
+
+    code, output, report = run_job("sync", job_conf, *args, "--dry-run")
+    assert code == 3 and report["outcome"] == "refused" and report["dry_run"], output
+    assert cloudwatch.list_metrics(Namespace=namespace)["Metrics"] == []  # a rehearsal raises no alarm
+
+    code, output, report = run_job("sync", job_conf, *args)
     assert code == 3, output
     assert report["outcome"] == "refused"
     assert "no valid ids" in report["error"] and "all 50 keys" in report["error"]
     assert "REFUSED" in output and "--force" in output
     assert items_by_key(ddb, new_table) == before
     assert_password_nowhere(stack.pg_password, output, Path(job_conf).parent)
+    now = datetime.now(timezone.utc)
+
+    def published(metric):
+        return [point["Sum"] for point in cloudwatch.get_metric_statistics(
+            Namespace=namespace, MetricName=metric, Dimensions=[{"Name": "Job", "Value": "sync"}],
+            StartTime=now - timedelta(minutes=10), EndTime=now + timedelta(minutes=10), Period=1200,
+            Statistics=["Sum"])["Datapoints"]]
+
+    assert (published("RunsRefused"), published("RunsFailed")) == ([1.0], [0.0])
 
 
 @integration

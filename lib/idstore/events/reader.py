@@ -4,7 +4,7 @@ Listing goes through Hadoop's FileSystem with the session's Hadoop configuration
 same code lists s3:// on EMR (EMRFS or S3A) and a local folder here.
 """
 import logging
-from datetime import date
+from datetime import date, timedelta
 from typing import List, Optional, Sequence, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -73,6 +73,29 @@ def days_in_range(days: List[str], start: Optional[date], end: Optional[date]) -
         if (start is None or value >= start) and (end is None or value <= end):
             chosen.append(day)
     return chosen
+
+
+def missing_days(present: Sequence[str], start: Optional[date], end: Optional[date]) -> List[str]:
+    """The days from start to end (both included) that have no folder among `present`.
+
+    A window needs a bound: without --from and --to a run reads what is there, and nothing is
+    missing. With one bound, the other is the archive's last (or first) day.
+    """
+    if start is None and end is None:
+        return []
+    dates = sorted(value for value in map(_date_or_none, present) if value is not None)
+    first = start or (dates[0] if dates else end)
+    last = end or (dates[-1] if dates else start)
+    have = set(dates)
+    span = (last - first).days + 1 if first and last else 0
+    return [day.isoformat() for day in (first + timedelta(days=n) for n in range(max(span, 0))) if day not in have]
+
+
+def _date_or_none(text: str) -> Optional[date]:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
 
 
 def day_folders(cfg: EventsConfig, days: Sequence[str]) -> List[str]:

@@ -11,14 +11,14 @@ from typing import List, Mapping, Optional, cast
 
 from pyspark.sql import SparkSession
 
-from idstore.config import Config, ConfigError, EventFormat, IdsFrom
-from idstore.errors import RunFailed
+from idstore.config import Config, EventFormat, MissingDays
+from idstore.errors import InputNotReady, RunFailed
 from idstore.events.integrity import find_corrupt_files, looks_like_corrupt_file
 from idstore.events.join import choose_join
 from idstore.events.output import apply_hadoop_options, clear_days, describe_days, sse_kms_options
 from idstore.events.passes import PassCounts, PassInputs, filter_pass
 from idstore.events.quarantine import quarantine
-from idstore.events.reader import day_folders, days_in_range, json_parser, list_files, list_partitions
+from idstore.events.reader import day_folders, days_in_range, json_parser, list_files, list_partitions, missing_days
 from idstore.idset import IdSet, load_id_set
 from idstore.jvm import JAR
 from idstore.pipeline.filter_result import FilterPlan, FilterResult, per_day_table
@@ -33,13 +33,25 @@ log = logging.getLogger(__name__)
 SCAN_BYTES_PER_CORE_S = {"json.gz": 12e6, "json": 60e6, "parquet": 40e6}
 
 
-def days_to_read(spark: SparkSession, config: Config, options: FilterOptions) -> List[str]:
-    dt = config.events.date_partition
-    days = days_in_range(list_partitions(spark, config.events.path, dt), options.start, options.end)
-    if not days:
-        raise ConfigError(f"events.path: no {dt}= folders between {options.start or 'the first'} "
-                          f"and {options.end or 'the last'}")
-    return days
+def read_window(spark: SparkSession, config: Config, options: FilterOptions, result: FilterResult) -> None:
+    """The days to read, and the days of --from..--to that have no folder (events.missing_days)."""
+    events, dt = config.events, config.events.date_partition
+    present = list_partitions(spark, events.path, dt)
+    result.days = days_in_range(present, options.start, options.end)
+    result.missing_days = missing_days(present, options.start, options.end)
+    result.windowed = options.start is not None or options.end is not None
+    if not result.days and not result.missing_days:
+        raise InputNotReady(f"no {dt}= folder in {events.path} (events.path): nothing has arrived there yet")
+    if not result.windowed:
+        log.warning("no --from/--to: reading every day in %s (%d)", events.path, len(result.days))
+    if result.missing_days:
+        log.warning("%s", result.missing_text(dt, events.missing_days))
+
+
+def end_on_missing_days(config: Config, result: FilterResult) -> None:
+    """With events.missing_days = fail, a window with missing days ends as input not ready (exit 4)."""
+    if result.missing_days and config.events.missing_days == MissingDays.FAIL:
+        raise InputNotReady(result.missing_text(config.events.date_partition, MissingDays.FAIL))
 
 
 def note_engines(spark: SparkSession, inputs: PassInputs, result: FilterResult) -> None:
@@ -58,13 +70,13 @@ def note_engines(spark: SparkSession, inputs: PassInputs, result: FilterResult) 
                         "being quarantined as malformed", JAR)
 
 
-def plan_filter(inputs: PassInputs, ids_from: IdsFrom, id_count: int) -> FilterPlan:
+def plan_filter(inputs: PassInputs, result: FilterResult, id_count: int) -> FilterPlan:
     spark, events = inputs.spark, inputs.config.events
     files = list_files(spark, day_folders(events, inputs.days))
     cores = max(1, spark.sparkContext.defaultParallelism)
     seconds = sum(size / SCAN_BYTES_PER_CORE_S[_scan_kind(events.format, path)] for path, size in files)
-    return FilterPlan(inputs.days, len(files), sum(size for _, size in files), id_count, ids_from, inputs.join,
-                      round(seconds / cores, 1))
+    return FilterPlan(inputs.days, len(files), sum(size for _, size in files), id_count, result.ids_from,
+                      inputs.join, round(seconds / cores, 1), result.windowed, tuple(result.missing_days))
 
 
 def _scan_kind(fmt: EventFormat, path: str) -> str:
@@ -118,7 +130,7 @@ def clear_emptied_days(inputs: PassInputs, counts: PassCounts) -> List[str]:
 # -- the run ----------------------------------------------------------------------------
 def run_filter(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
                options: Optional[FilterOptions] = None) -> None:
-    """One filter run into report.result; raises RunFailed or ConfigError."""
+    """One filter run into report.result; raises RunFailed, InputNotReady or ConfigError."""
     options = options or FilterOptions()
     result = FilterResult(options.ids_from)
     report.result = result
@@ -126,19 +138,22 @@ def run_filter(spark: SparkSession, config: Config, report: RunReport, environ: 
             balanced_scan(spark):
         apply_hadoop_options(spark, sse_kms_options(config.output))
         keep_observed_metrics(spark)
-        id_set = _filter(spark, config, report, environ, options)
-        id_set.ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
+        read_window(spark, config, options, result)
+        if result.days:
+            id_set = _filter(spark, config, report, environ, options)
+            id_set.ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
         result.reruns = rerun_stages(spark, group) if result.passed and result.passed.read_in_map_stage else 0
     if result.reruns:
         log.warning(result.counts_note())
     for line in per_day_table(result.per_day()):
         log.info(line)
+    if not options.dry_run:
+        end_on_missing_days(config, result)
 
 
 def _filter(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
             options: FilterOptions) -> IdSet:
     result = cast(FilterResult, report.result)
-    result.days = days_to_read(spark, config, options)
     with report.timed("ids"):
         id_set = load_id_set(spark, config, options.ids_from, environ)
     events = config.events
@@ -148,7 +163,7 @@ def _filter(spark: SparkSession, config: Config, report: RunReport, environ: Map
     inputs = PassInputs(spark, config, tuple(result.days), id_set.ids.select(config.source.id_column), join)
     note_engines(spark, inputs, result)
     if options.dry_run:
-        result.plan = plan_filter(inputs, options.ids_from, id_set.count)
+        result.plan = plan_filter(inputs, result, id_set.count)
         log.info("plan: %s", result.plan.text())
         return id_set
 

@@ -3,7 +3,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from idstore import metrics as M
-from idstore.config import IdsFrom
+from idstore.config import IdsFrom, MissingDays
 from idstore.events.join import JoinChoice
 from idstore.events.passes import PassCounts
 from idstore.events.quarantine import BadByDay, bad_total
@@ -24,12 +24,16 @@ class FilterPlan:
     ids_from: IdsFrom
     join: JoinChoice
     estimated_s: float
+    windowed: bool = True  # --from or --to given; else every day in the archive
+    missing: Sequence[str] = ()  # days of the window without a folder
 
     def text(self) -> str:
         span = self.days[0] if len(self.days) == 1 else f"{self.days[0]} .. {self.days[-1]}"
+        every = "" if self.windowed else ", every day in events.path (no --from/--to)"
+        missing = f"; {len(self.missing)} day(s) of the window missing: {', '.join(self.missing)}" * bool(self.missing)
         return (
-            f"would read {len(self.days)} day(s) ({span}): {self.files:,} files, {self.bytes / 1e6:,.1f} MB; "
-            f"{self.ids:,} ids from {self.ids_from}; {self.join.why}; about {self.estimated_s:,.0f} s on "
+            f"would read {len(self.days)} day(s) ({span}{every}): {self.files:,} files, {self.bytes / 1e6:,.1f} MB"
+            f"{missing}; {self.ids:,} ids from {self.ids_from}; {self.join.why}; about {self.estimated_s:,.0f} s on "
             "this cluster's cores; dry run: nothing written"
         )
 
@@ -40,6 +44,8 @@ class FilterResult(JobResult):
 
     ids_from: IdsFrom
     days: Sequence[str] = ()
+    missing_days: Sequence[str] = ()  # days of --from..--to without a folder
+    windowed: bool = False  # --from or --to given
     ids: Optional[int] = None
     join: Optional[JoinChoice] = None
     candidate_test: str = ""  # set when the pass pre-filters
@@ -53,6 +59,16 @@ class FilterResult(JobResult):
     output_path: str = ""
     output: Optional[Mapping[str, Mapping[str, int]]] = None  # {day: {files, bytes}}, once written
     reruns: int = 0  # stages Spark ran more than once: a map stage's observed counts are added again
+
+    def missing_text(self, dt: str, setting: MissingDays) -> str:
+        """The missing days, and what the run makes of them."""
+        named = ", ".join(self.missing_days)
+        if setting == MissingDays.SKIP:
+            return (f"{len(self.missing_days)} day(s) of the window have no {dt}= folder and were skipped: {named} "
+                    "(events.missing_days = skip)")
+        done = "the other days were filtered; " if self.days else ""
+        return (f"input not ready: {len(self.missing_days)} day(s) of the window have no {dt}= folder yet: {named}; "
+                f"{done}run the window again when they have arrived (events.missing_days = fail)")
 
     @property
     def unread_days(self) -> List[str]:
@@ -90,8 +106,10 @@ class FilterResult(JobResult):
 
     def details(self) -> Dict[str, Any]:
         details: Dict[str, Any] = {}
-        if self.days:
+        if self.days or self.missing_days:
             details.update(days=list(self.days), ids_from=self.ids_from)
+        if self.missing_days:
+            details["missing_days"] = list(self.missing_days)
         if self.join:
             details["join"] = self.join.why
         for name in ("candidate_test", "json_parser"):

@@ -6,7 +6,6 @@ over the same input; moto's request recorder shows what the jobs listed and read
 """
 import gzip
 import json
-import tomllib
 import urllib.parse
 import urllib.request
 import uuid
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+import tomllib
 
 from idstore_tools.local.stack import (
     aws_client,

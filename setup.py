@@ -25,9 +25,9 @@ setup(
     python_requires=">=3.9",
     install_requires=[
         # the first release with every parameter idstore passes: put_object(IfMatch=...) for the run
-        # lock (tests/test_dependency_floor.py runs the lock on exactly these)
+        # lock; boto3 1.35.69 requires botocore 1.35.69, where S3's model gained it
+        # (tests/test_dependency_floor.py runs the lock on exactly these)
         "boto3>=1.35.69",
-        "botocore>=1.35.69",
         "pyarrow>=14",
         # pyspark 3.5's mapInArrow checks for pandas on the driver, though Arrow alone is used
         "pandas>=1.0.5,<3",

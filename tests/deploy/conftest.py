@@ -71,6 +71,12 @@ def _write_conf(directory: Path, text: str = PROD_TOML, name: str = "prod.toml")
     return path
 
 
+@pytest.fixture(autouse=True)
+def _suite_session_first(spark):
+    """render, deploy, submit and validate parse events.schema on a local JVM (preflight): the
+    suite's session, which names the JDBC drivers, must be the first this process starts."""
+
+
 @pytest.fixture
 def prod_conf(tmp_path) -> Path:
     """The production config as a file, as `--conf` takes it."""

@@ -337,6 +337,26 @@ def test_render_writes_every_file_and_no_secret(prod_conf, tmp_path, monkeypatch
     assert password not in printed.out + printed.err
 
 
+def test_every_rendered_filter_run_carries_a_window_and_the_config_flag_once(prod_conf, tmp_path):
+    out = tmp_path / "rendered"
+    assert cli.main(["render", "--config", str(prod_conf), "--out", str(out), "--from", "2024-05-01",
+                     "--to", "2024-05-07"]) == 0
+    steps = json.loads((out / "emr-steps.json").read_text())
+    cluster_steps = json.loads((out / "run-job-flow.json").read_text())["Steps"]
+    serverless = json.loads((out / "serverless-start-job-run-filter.json").read_text())
+    window = ["--from", "2024-05-01", "--to", "2024-05-07"]
+    for filter_args in (steps[1]["HadoopJarStep"]["Args"], cluster_steps[1]["HadoopJarStep"]["Args"],
+                        serverless["jobDriver"]["sparkSubmit"]["entryPointArguments"]):
+        assert filter_args[-4:] == window
+    for step in steps + cluster_steps:
+        args = step["HadoopJarStep"]["Args"]
+        job_at = next(i for i, a in enumerate(args) if a.endswith(".py"))
+        # spark-submit's --conf settings before the job, the job's --config after it: never --conf twice
+        assert "--config" not in args[:job_at] and args[job_at + 1:].count("--config") == 1
+        assert "--conf" not in args[job_at + 1:]
+    assert "--from" not in steps[0]["HadoopJarStep"]["Args"]  # the sync has no window
+
+
 def test_render_without_serverless_application_writes_no_serverless_files(make_config, tmp_path):
     config = make_config(["serverless.application_id="])
     files = bundle.render_all(config, CONF_URI)
@@ -345,14 +365,34 @@ def test_render_without_serverless_application_writes_no_serverless_files(make_c
     assert "ServerlessStateMachine" not in resources and "ServerlessJobRole" not in resources
 
 
-def test_render_refuses_local_paths_and_a_missing_account(make_config, tmp_path, capsys):
-    conf = tmp_path / "local-paths.toml"
-    conf.write_text('[deploy]\nbucket = "b"\naccount_id = "123456789012"\n[events]\npath = ".idstore/data/events"\n')
-    assert cli.main(["render", "--conf", str(conf), "--out", str(tmp_path / "o")]) == 2
+def test_render_refuses_local_paths_and_a_missing_account(prod_conf, tmp_path, capsys):
+    def render(*sets):
+        return cli.main(["render", "--config", str(prod_conf), *[a for s in sets for a in ("--set", s)],
+                         "--out", str(tmp_path / "o")])
+
+    assert render("events.path=.idstore/data/events") == 2
     assert "events.path: expected an s3:// location" in capsys.readouterr().err
-    conf.write_text('[deploy]\nbucket = "b"\n')
-    assert cli.main(["render", "--conf", str(conf), "--out", str(tmp_path / "o")]) == 2
+    assert render("deploy.account_id=") == 2
     assert "deploy.account_id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("events.schema=id STRING, detail STRUCT<productId STRING", "events.schema: not a valid Spark DDL schema"),
+    ("events.id_field=detail.sku", "events.id_field: 'detail.sku' is not a field of events.schema"),
+    ("dynamodb.table=", "dynamodb.table: empty"),
+    ("snapshot.path=", "snapshot.path: empty"),
+    ("schedule.cron=cron(0 3 * * * *)", "schedule.cron: 'cron(0 3 * * * *)': exactly one of day-of-month"),
+    ("schedule.cron=every night", "schedule.cron: 'every night' is not an EventBridge Scheduler expression"),
+    ("schedule.timezone=Mars/Olympus", "schedule.timezone: 'Mars/Olympus' is not an IANA time zone"),
+])
+@pytest.mark.parametrize("command", ["render", "deploy", "submit"])
+def test_a_config_the_jobs_or_the_schedule_would_fail_on_is_refused_before_anything_is_rendered_or_sent(
+        prod_conf, tmp_path, capsys, command, setting, named):
+    extra = {"render": ["--out", str(tmp_path / "o")], "deploy": ["--dist", str(tmp_path / "none")],
+             "submit": ["--cluster-id", "j-NONE"]}[command]
+    assert cli.main([command, "--config", str(prod_conf), "--set", setting, *extra]) == 2
+    assert named in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 # -- CloudFormation -----------------------------------------------------------------------------

@@ -39,6 +39,33 @@ def test_submit_cli_prints_the_step_ids(moto_overrides, prod_conf, cluster_id, a
     assert printed == [s["Id"] for s in steps if s["Name"] == "idstore filter"]
 
 
+def test_a_filter_step_on_a_running_cluster_carries_its_window(moto_overrides, prod_conf, cluster_id, aws, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    sets = [arg for override in moto_overrides for arg in ("--set", override)]
+    emr = aws("emr")
+
+    def filter_args():
+        # the latest step: ListSteps gives the newest first
+        [step] = [s for s in emr.list_steps(ClusterId=cluster_id)["Steps"] if s["Name"] == "idstore filter"][:1]
+        return emr.describe_step(ClusterId=cluster_id, StepId=step["Id"])["Step"]["Config"]["Args"]
+
+    # schedule.filter_days = 2 (the test config): the two days before today, UTC
+    assert cli.main(["submit", "--config", str(prod_conf), *sets, "--cluster-id", cluster_id, "--jobs", "filter"]) == 0
+    today = datetime.now(timezone.utc).date()
+    window = ["--from", (today - timedelta(days=2)).isoformat(), "--to", (today - timedelta(days=1)).isoformat()]
+    assert filter_args()[-4:] == window
+    # --from/--to on the command line win; with filter_days = 0 and no flags, submit says it reads every day
+    assert cli.main(["submit", "--config", str(prod_conf), *sets, "--cluster-id", cluster_id, "--jobs", "filter",
+                     "--from", "2024-05-01", "--to", "2024-05-03"]) == 0
+    assert filter_args()[-4:] == ["--from", "2024-05-01", "--to", "2024-05-03"]
+    capsys.readouterr()
+    assert cli.main(["submit", "--config", str(prod_conf), *sets, "--set", "schedule.filter_days=0",
+                     "--cluster-id", cluster_id, "--jobs", "filter"]) == 0
+    assert "read every day" in capsys.readouterr().err
+    assert "--from" not in filter_args()
+
+
 def test_the_rendered_state_machine_is_accepted_and_an_execution_starts(moto_config, aws, conf_uri):
     states = aws("stepfunctions")
     arn = states.create_state_machine(
@@ -71,7 +98,7 @@ def test_serverless_job_runs_start_with_the_rendered_request(moto_config, aws, c
     driver = run["jobDriver"]["sparkSubmit"]
     expected = render.start_job_run_request(moto_config, "sync", conf_uri)["jobDriver"]["sparkSubmit"]
     assert driver["entryPoint"] == expected["entryPoint"]
-    assert driver["entryPointArguments"] == ["--conf", conf_uri]
+    assert driver["entryPointArguments"] == ["--config", conf_uri]
     assert run["executionRole"] == "arn:aws:iam::123456789012:role/idstore-serverless-job"
 
 

@@ -18,7 +18,15 @@ from idstore.events.join import choose_join
 from idstore.events.output import apply_hadoop_options, clear_days, describe_days, sse_kms_options
 from idstore.events.passes import PassCounts, PassInputs, filter_pass
 from idstore.events.quarantine import quarantine
-from idstore.events.reader import day_folders, days_in_range, json_parser, list_files, list_partitions, missing_days
+from idstore.events.reader import (
+    day_folders,
+    days_in_range,
+    event_schema,
+    json_parser,
+    list_files,
+    list_partitions,
+    missing_days,
+)
 from idstore.idset import IdSet, load_id_set
 from idstore.jvm import JAR
 from idstore.pipeline.filter_result import FilterPlan, FilterResult, per_day_table
@@ -136,6 +144,7 @@ def run_filter(spark: SparkSession, config: Config, report: RunReport, environ: 
     report.result = result
     with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group, \
             balanced_scan(spark):
+        event_schema(config.events)  # its DDL and id field, before anything is read (ConfigError, exit 2)
         apply_hadoop_options(spark, sse_kms_options(config.output))
         keep_observed_metrics(spark)
         read_window(spark, config, options, result)

@@ -12,11 +12,13 @@ from idstore_tools.deploy import iam, layout, render, template
 from idstore_tools.deploy.config import ToolingConfig
 
 
-def render_all(config: ToolingConfig, conf_uri: str, version: Optional[str] = None) -> Dict[str, Any]:
-    """{file name: JSON document} for `idstore render`."""
+def render_all(config: ToolingConfig, conf_uri: str, version: Optional[str] = None,
+               window: Optional[render.Window] = None) -> Dict[str, Any]:
+    """{file name: JSON document} for `idstore render`; the filter runs of the steps, the cluster
+    and the Serverless request read `window` (the state machines compute theirs at run time)."""
     files: Dict[str, Any] = {
-        "emr-steps.json": render.emr_steps(config, conf_uri, version=version),
-        "run-job-flow.json": render.run_job_flow_request(config, conf_uri, version=version),
+        "emr-steps.json": render.emr_steps(config, conf_uri, version=version, window=window),
+        "run-job-flow.json": render.run_job_flow_request(config, conf_uri, version=version, window=window),
         "state-machine.json": render.state_machine(config, conf_uri, version),
         "schedule.json": render.schedule_request(config),
         "iam-policy.json": iam.job_policy(config, version),
@@ -24,7 +26,8 @@ def render_all(config: ToolingConfig, conf_uri: str, version: Optional[str] = No
     }
     if config.serverless.application_id:
         for job in layout.JOB_ORDER:
-            files[f"serverless-start-job-run-{job}.json"] = render.start_job_run_request(config, job, conf_uri, version)
+            files[f"serverless-start-job-run-{job}.json"] = render.start_job_run_request(config, job, conf_uri, version,
+                                                                                        window)
         files["state-machine-serverless.json"] = render.serverless_state_machine(config, conf_uri, version)
     return files
 

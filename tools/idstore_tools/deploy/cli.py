@@ -3,12 +3,14 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from idstore.config import ConfigError
-from idstore_tools.deploy import bundle, layout
+from idstore_tools.deploy import bundle, layout, render
 from idstore_tools.deploy.config import ToolingConfig, load_tooling_config
+from idstore_tools.deploy.preflight import refuse_bad_config
 
 COMMANDS = ("render", "deploy", "submit", "validate")
 
@@ -26,6 +28,8 @@ def main(argv: Sequence[str]) -> int:
     logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         config = load_tooling_config(options.conf, options.overrides)
+        if command != "validate":  # validate lists the same problems among its checks
+            refuse_bad_config(config)
         handlers = {"render": _render, "deploy": _deploy, "submit": _submit, "validate": _validate}
         return handlers[command](config, options)
     except ConfigError as exc:
@@ -54,6 +58,11 @@ def _parser(command: str) -> argparse.ArgumentParser:
     if command in ("render", "submit", "validate"):
         parser.add_argument("--conf-uri", help="where the jobs read the config on AWS "
                                                "(default: the --conf file's name under the release's conf/)")
+    if command in ("render", "submit"):
+        parser.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                            help="the filter's first day (default: the schedule.filter_days days before today, UTC)")
+        parser.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD",
+                            help="the filter's last day (default: yesterday, UTC, with schedule.filter_days)")
     if command == "render":
         parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="folder for the JSON files")
     elif command == "deploy":
@@ -86,8 +95,16 @@ def _conf_uri(config: ToolingConfig, options) -> str:
     return layout.conf_uri(config, Path(options.conf).name, options.version)
 
 
+def _window(config: ToolingConfig, options) -> Optional[render.Window]:
+    window = render.filter_window(config, options.start, options.end)
+    if window is None:
+        print("note: no window (schedule.filter_days = 0, no --from/--to): the filter runs read every day",
+              file=sys.stderr)
+    return window
+
+
 def _render(config: ToolingConfig, options) -> int:
-    files = bundle.render_all(config, _conf_uri(config, options), options.version)
+    files = bundle.render_all(config, _conf_uri(config, options), options.version, _window(config, options))
     for path in bundle.write_rendered(files, options.out):
         print(path)
     if not config.serverless.application_id:
@@ -122,7 +139,9 @@ def _submit(config: ToolingConfig, options) -> int:
         print(f"idstore submit: --jobs: expected sync and/or filter, got {options.jobs!r}", file=sys.stderr)
         return 2
     if options.cluster_id:
-        for step_id in submit.add_steps(config, _conf_uri(config, options), options.cluster_id, jobs, options.version):
+        window = _window(config, options) if "filter" in jobs else None
+        for step_id in submit.add_steps(config, _conf_uri(config, options), options.cluster_id, jobs, options.version,
+                                        window):
             print(step_id)
     elif options.state_machine_arn:
         try:
@@ -137,7 +156,9 @@ def _submit(config: ToolingConfig, options) -> int:
             print("idstore submit: no application: pass --application-id ID or set serverless.application_id",
                   file=sys.stderr)
             return 2
-        for run_id in submit.start_job_runs(config, _conf_uri(config, options), jobs, application, options.version):
+        window = _window(config, options) if "filter" in jobs else None
+        for run_id in submit.start_job_runs(config, _conf_uri(config, options), jobs, application, options.version,
+                                            window):
             print(run_id)
     return 0
 

@@ -466,9 +466,12 @@ def measure_tools_wheel(source: Path) -> Optional[Sequence[Any]]:
     if not (source / "tools" / "setup.py").is_file():
         return None
     with tempfile.TemporaryDirectory(prefix="idstore-tools-wheel-") as tmp:
-        tree = Path(tmp) / "src"
+        tree = Path(tmp) / "src" / "tools"
         shutil.copytree(source / "tools", tree,
                         ignore=shutil.ignore_patterns("*.egg-info", "__pycache__", "*.pyc", "build"))
+        version_file = Path("lib") / "idstore" / "__init__.py"  # where tools/setup.py reads the version
+        (Path(tmp) / "src" / version_file).parent.mkdir(parents=True)
+        shutil.copy2(source / version_file, Path(tmp) / "src" / version_file)
         try:
             run_pip(["wheel", "--no-deps", "--wheel-dir", str(Path(tmp) / "wheel"), str(tree)],
                     "build the idstore-tools wheel")

@@ -5,6 +5,8 @@ Every value comes from config and the deployed layout; nothing here calls AWS. A
 no secret, so neither does anything rendered from it. template builds the CloudFormation stack
 from these; bundle puts them all together for `idstore render`.
 """
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 from idstore.config import ConfigError
@@ -30,6 +32,34 @@ WINDOW_FROM = JsonPath("$.window.from")
 WINDOW_TO = JsonPath("$.window.to")
 
 
+@dataclass(frozen=True)
+class Window:
+    """The days a filter run reads: --from and --to."""
+
+    start: date
+    end: date
+
+    def args(self) -> List[str]:
+        return ["--from", self.start.isoformat(), "--to", self.end.isoformat()]
+
+
+def filter_window(config: ToolingConfig, start: Optional[date] = None, end: Optional[date] = None,
+                  today: Optional[date] = None) -> Optional[Window]:
+    """The window of a filter run idstore renders or submits: --from/--to when given, else the
+    schedule.filter_days days before `today` (UTC), else None: every day in the archive."""
+    if start or end:
+        if not (start and end):
+            raise ConfigError("--from and --to: give both, or neither (schedule.filter_days sets the window)")
+        if start > end:
+            raise ConfigError(f"--from {start} is after --to {end}")
+        return Window(start, end)
+    days = config.schedule.filter_days
+    if not days:
+        return None
+    today = today or datetime.now(timezone.utc).date()
+    return Window(today - timedelta(days=days), today - timedelta(days=1))
+
+
 # -- EMR on EC2 -----------------------------------------------------------------------------
 def python_path(config: ToolingConfig) -> str:
     return PYTHON_PATHS[config.emr.python]
@@ -39,6 +69,7 @@ def spark_submit_args(config: ToolingConfig, job: str, conf_uri: str, version: O
     """The step's command: cluster deploy mode, the job from S3, the config passed along.
 
     idstore itself is on every node (the bootstrap action), so no --py-files are needed.
+    spark-submit's own settings come before the job, the job's flags after it.
     """
     return [
         "spark-submit", "--deploy-mode", "cluster", "--master", "yarn",
@@ -49,20 +80,27 @@ def spark_submit_args(config: ToolingConfig, job: str, conf_uri: str, version: O
     ]
 
 
+def job_args(job: str, window: Optional[Window]) -> List[str]:
+    """The flags a rendered or submitted run adds: the filter's window."""
+    return window.args() if job == "filter" and window else []
+
+
 def emr_step(config: ToolingConfig, job: str, conf_uri: str, action_on_failure: str,
-             version: Optional[str] = None) -> Dict[str, Any]:
+             version: Optional[str] = None, window: Optional[Window] = None) -> Dict[str, Any]:
+    args = [*spark_submit_args(config, job, conf_uri, version), *job_args(job, window)]
     return {
         "Name": f"{config.deploy.name} {job}",
         "ActionOnFailure": action_on_failure,
-        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": spark_submit_args(config, job, conf_uri, version)},
+        "HadoopJarStep": {"Jar": "command-runner.jar", "Args": args},
     }
 
 
 def emr_steps(config: ToolingConfig, conf_uri: str, action_on_failure: Optional[str] = None,
-              jobs: Sequence[str] = JOB_ORDER, version: Optional[str] = None) -> List[Dict[str, Any]]:
+              jobs: Sequence[str] = JOB_ORDER, version: Optional[str] = None,
+              window: Optional[Window] = None) -> List[Dict[str, Any]]:
     """The steps for AddJobFlowSteps, in order; by default a failed step cancels the ones after it."""
     action = action_on_failure or config.emr.action_on_failure
-    return [emr_step(config, job, conf_uri, action, version) for job in jobs]
+    return [emr_step(config, job, conf_uri, action, version, window) for job in jobs]
 
 
 def emr_configurations(config: ToolingConfig) -> List[Dict[str, Any]]:
@@ -86,7 +124,7 @@ def emr_configurations(config: ToolingConfig) -> List[Dict[str, Any]]:
 
 
 def run_job_flow_request(config: ToolingConfig, conf_uri: str, with_steps: bool = True,
-                         version: Optional[str] = None) -> Dict[str, Any]:
+                         version: Optional[str] = None, window: Optional[Window] = None) -> Dict[str, Any]:
     """RunJobFlow: with steps, a cluster that runs sync then filter and ends; without, one that
     waits for steps (what Step Functions' createCluster.sync needs)."""
     names = Names.of(config)
@@ -130,7 +168,7 @@ def run_job_flow_request(config: ToolingConfig, conf_uri: str, with_steps: bool 
         # the backstop when a run is stopped by hand: a stopped execution runs no Catch
         request["AutoTerminationPolicy"] = {"IdleTimeout": emr.idle_timeout_s}
     if with_steps:
-        request["Steps"] = emr_steps(config, conf_uri, "TERMINATE_CLUSTER", version=version)
+        request["Steps"] = emr_steps(config, conf_uri, "TERMINATE_CLUSTER", version=version, window=window)
     return request
 
 
@@ -273,7 +311,7 @@ def _fail(error: str) -> Dict[str, Any]:
 
 # -- EMR Serverless ---------------------------------------------------------------------------
 def start_job_run_request(config: ToolingConfig, job: str, conf_uri: str,
-                          version: Optional[str] = None) -> Dict[str, Any]:
+                          version: Optional[str] = None, window: Optional[Window] = None) -> Dict[str, Any]:
     """StartJobRun for one job (boto3's clientToken is filled in per call)."""
     serverless = config.serverless
     if not serverless.application_id:
@@ -295,7 +333,7 @@ def start_job_run_request(config: ToolingConfig, job: str, conf_uri: str,
         "name": f"{config.deploy.name}-{job}",
         "jobDriver": {"sparkSubmit": {
             "entryPoint": layout.artifact_uri(config, layout.JOBS[job], version),
-            "entryPointArguments": ["--config", conf_uri],
+            "entryPointArguments": ["--config", conf_uri, *job_args(job, window)],
             "sparkSubmitParameters": " ".join(f"--conf {k}={v}" for k, v in spark_conf.items()),
         }},
         "tags": {"app": config.deploy.name},

@@ -20,10 +20,10 @@ def aws_client(service: str, config: Config):
 
 
 def add_steps(config: ToolingConfig, conf_uri: str, cluster_id: str, jobs: Sequence[str] = layout.JOB_ORDER,
-              version: Optional[str] = None, client=None) -> List[str]:
+              version: Optional[str] = None, window: Optional[render.Window] = None, client=None) -> List[str]:
     """Add the jobs' steps, in order, to a running cluster; returns the step ids."""
     client = client or aws_client("emr", config.run)
-    steps = render.emr_steps(config, conf_uri, jobs=jobs, version=version)
+    steps = render.emr_steps(config, conf_uri, jobs=jobs, version=version, window=window)
     response = client.add_job_flow_steps(JobFlowId=cluster_id, Steps=steps)
     log.info("added %d steps to %s", len(steps), cluster_id)
     return list(response["StepIds"])
@@ -40,13 +40,13 @@ def start_execution(config: Config, state_machine_arn: str, run_input: Optional[
 
 
 def start_job_runs(config: ToolingConfig, conf_uri: str, jobs: Sequence[str], application_id: Optional[str] = None,
-                   version: Optional[str] = None, client=None) -> List[str]:
+                   version: Optional[str] = None, window: Optional[render.Window] = None, client=None) -> List[str]:
     """Start one EMR Serverless job run per job; they run side by side, so pass one job unless
     that is what you want (the Serverless state machine runs sync, then filter)."""
     client = client or aws_client("emr-serverless", config.run)
     run_ids = []
     for job in jobs:
-        request = render.start_job_run_request(config, job, conf_uri, version)
+        request = render.start_job_run_request(config, job, conf_uri, version, window)
         if application_id:
             request["applicationId"] = application_id
         run_ids.append(client.start_job_run(**request)["jobRunId"])

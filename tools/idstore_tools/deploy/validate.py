@@ -30,6 +30,7 @@ class Check:
 def run_checks(config: ToolingConfig, environ: Mapping[str, str] = os.environ, check_source: bool = False,
                version: Optional[str] = None, conf_uri: Optional[str] = None) -> List[Check]:
     checks = [
+        *check_config(config),
         _guard("DynamoDB table", lambda: check_table(config)),
         *check_locations(config),
         _guard("source credentials", lambda: check_credentials(config.run, environ)),
@@ -61,6 +62,16 @@ def _client(service: str, config: Config, endpoint_url: str = "", region: str = 
 
     return boto3.client(service, region_name=region or config.aws.region,
                         endpoint_url=endpoint_url or config.aws.endpoint_url or None)
+
+
+# -- the config itself, no AWS ------------------------------------------------------------------
+def check_config(config: ToolingConfig) -> List[Check]:
+    """What the jobs and the schedule need of the config: one failed check per problem."""
+    from idstore_tools.deploy.preflight import config_problems
+
+    problems = config_problems(config)
+    return [Check("config", False, problem) for problem in problems] or [
+        Check("config", True, "both jobs and the schedule can run on it")]
 
 
 # -- DynamoDB ---------------------------------------------------------------------------------

@@ -419,6 +419,13 @@ def test_cloudformation_template_is_cfn_lint_clean_and_complete(config, tmp_path
     assert len(failed) == 2 and all(a["AlarmActions"] == ["arn:aws:sns:us-east-1:123456789012:idstore-alarms"]
                                     for a in alarms)
     assert resources["Schedule"]["Properties"]["Target"]["Arn"] == {"Ref": "StateMachine"}
+    # a refusal and a late input are their own alarms, never the failed-run one
+    by_metric = {}
+    for name in ("JobFailedAlarm", "JobRefusedAlarm", "InputNotReadyAlarm"):
+        metrics = resources[name]["Properties"]["Metrics"]
+        by_metric[name] = {m["MetricStat"]["Metric"]["MetricName"] for m in metrics if "MetricStat" in m}
+    assert by_metric == {"JobFailedAlarm": {"RunsFailed"}, "JobRefusedAlarm": {"RunsRefused"},
+                         "InputNotReadyAlarm": {"RunsInputNotReady"}}
 
 
 def test_minimal_template_with_own_roles_is_cfn_lint_clean(make_config, tmp_path):

@@ -7,7 +7,7 @@ name: deploy with --capabilities CAPABILITY_NAMED_IAM.
 import json
 from typing import Any, Dict, List, Optional
 
-from idstore.metrics import RUNS_FAILED
+from idstore.metrics import RUNS_FAILED, RUNS_INPUT_NOT_READY, RUNS_REFUSED
 from idstore.pipeline.jobs import JOBS
 from idstore_tools.deploy import iam, layout, render
 from idstore_tools.deploy.config import ToolingConfig
@@ -141,19 +141,45 @@ def _monitoring(config: ToolingConfig, names: Names, machines: List[str]) -> Dic
                 "AlarmActions": actions,
             },
         }
-    # also catches runs started by hand (spark-submit, idstore submit --cluster-id)
-    resources["JobFailedAlarm"] = {
+    # the jobs' own figures also catch runs started by hand (spark-submit, idstore submit --cluster-id),
+    # and tell a failure from a refusal (a guard or the lock) and from input that is late
+    for alarm, metric, what in (
+        ("JobFailedAlarm", RUNS_FAILED, "reported a failed run"),
+        ("JobRefusedAlarm", RUNS_REFUSED, "was refused by a safety guard or the run lock (nothing was changed)"),
+        ("InputNotReadyAlarm", RUNS_INPUT_NOT_READY, "found its input missing (a late day, or no snapshot yet)"),
+    ):
+        resources[alarm] = _job_alarm(metric, f"an idstore {config.deploy.name} job {what}", namespace, actions)
+    widgets = [
+        _widget(f"idstore {job.name}", [[namespace, metric, "Job", job.name] for metric in job.metrics], region, index)
+        for index, job in enumerate(JOBS.values())
+    ]
+    widgets.append(_widget("run time (s)", [[namespace, "DurationSeconds", "Job", job] for job in layout.JOB_ORDER],
+                           region, len(widgets)))
+    ended = (RUNS_FAILED, RUNS_REFUSED, RUNS_INPUT_NOT_READY)
+    widgets.append(_widget("failed, refused and late runs",
+                           [[namespace, metric, "Job", job] for metric in ended for job in layout.JOB_ORDER],
+                           region, len(widgets)))
+    resources["Dashboard"] = {
+        "Type": "AWS::CloudWatch::Dashboard",
+        "Properties": {"DashboardName": names.name, "DashboardBody": json.dumps({"widgets": widgets})},
+    }
+    return resources
+
+
+def _job_alarm(metric: str, description: str, namespace: str, actions: List[str]) -> Dict[str, Any]:
+    """An alarm on one run figure, summed over both jobs: any run in 5 minutes trips it."""
+    return {
         "Type": "AWS::CloudWatch::Alarm",
         "Properties": {
-            "AlarmDescription": f"an idstore {config.deploy.name} job reported a failed run",
+            "AlarmDescription": description,
             "Metrics": [
                 {"Id": f"{job}", "ReturnData": False, "MetricStat": {
-                    "Metric": {"Namespace": namespace, "MetricName": RUNS_FAILED,
+                    "Metric": {"Namespace": namespace, "MetricName": metric,
                                "Dimensions": [{"Name": "Job", "Value": job}]},
                     "Period": 300, "Stat": "Sum"}}
                 for job in layout.JOB_ORDER
-            ] + [{"Id": "failed", "Expression": " + ".join(f"FILL({job}, 0)" for job in layout.JOB_ORDER),
-                  "Label": "failed runs", "ReturnData": True}],
+            ] + [{"Id": "runs", "Expression": " + ".join(f"FILL({job}, 0)" for job in layout.JOB_ORDER),
+                  "Label": f"{metric} of both jobs", "ReturnData": True}],
             "EvaluationPeriods": 1,
             "Threshold": 1,
             "ComparisonOperator": "GreaterThanOrEqualToThreshold",
@@ -161,19 +187,6 @@ def _monitoring(config: ToolingConfig, names: Names, machines: List[str]) -> Dic
             "AlarmActions": actions,
         },
     }
-    widgets = [
-        _widget(f"idstore {job.name}", [[namespace, metric, "Job", job.name] for metric in job.metrics], region, index)
-        for index, job in enumerate(JOBS.values())
-    ]
-    widgets.append(_widget("run time (s)", [[namespace, "DurationSeconds", "Job", job] for job in layout.JOB_ORDER],
-                           region, len(widgets)))
-    widgets.append(_widget("failed runs", [[namespace, RUNS_FAILED, "Job", job] for job in layout.JOB_ORDER],
-                           region, len(widgets)))
-    resources["Dashboard"] = {
-        "Type": "AWS::CloudWatch::Dashboard",
-        "Properties": {"DashboardName": names.name, "DashboardBody": json.dumps({"widgets": widgets})},
-    }
-    return resources
 
 
 def _widget(title: str, metrics: List[List[str]], region: str, index: int) -> Dict[str, Any]:

@@ -9,6 +9,9 @@ JARS_STAMP := .jars/.verified
 JDBC_JAR := /usr/share/java/postgresql.jar
 # idstore's own jar (jvm/src), built into the package so the wheel carries it; never committed
 JVM_JAR := lib/idstore/jars/idstore-jvm.jar
+# the oldest boto3 setup.py allows, with its botocore and s3transfer, for tests/test_dependency_floor.py
+BOTO3_FLOOR := $(shell sed -n 's/.*"boto3>=\([0-9.]*\)".*/\1/p' setup.py)
+FLOOR_STAMP := .floor/.boto3-$(BOTO3_FLOOR)
 # Spark's Python workers and driver run the venv's interpreter
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
@@ -39,10 +42,15 @@ jars: ## fetch the pinned jars into .jars/ (hadoop-aws 3.3.4, aws-java-sdk-bundl
 	@bash scripts/fetch-jars.sh
 	@touch $(JARS_STAMP)
 
+$(FLOOR_STAMP): setup.py $(STAMP)
+	rm -rf .floor
+	$(PY) -m pip install --quiet --no-deps --target .floor boto3==$(BOTO3_FLOOR) botocore==$(BOTO3_FLOOR) 's3transfer>=0.10,<0.11'
+	@touch $(FLOOR_STAMP)
+
 $(JVM_JAR): $(STAMP) scripts/build-jvm.sh $(shell find jvm/src -name '*.java')
 	@bash scripts/build-jvm.sh $(PY)
 
-setup: $(STAMP) $(JARS_STAMP) $(JVM_JAR) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars; build idstore's jar
+setup: $(STAMP) $(JARS_STAMP) $(JVM_JAR) $(FLOOR_STAMP) ## create .venv with idstore, pyspark 3.5 and the test tools; fetch the jars; build idstore's jar
 
 test: setup ## the whole suite: unit, integration (spark-submit, PostgreSQL, moto) and fault tests
 	$(PY) -m pytest tests -q -p no:cacheprovider -n auto --dist worksteal --durations=15

@@ -140,3 +140,13 @@ def test_a_boto3_endpoint_and_an_s3a_endpoint_that_disagree_are_refused_at_load(
 ])
 def test_endpoints_of_the_same_kind_are_accepted(overrides):
     load_config(None, overrides)
+
+
+def test_the_readme_exit_code_table_is_the_one_the_jobs_use():
+    from pathlib import Path
+
+    from idstore.errors import EXIT_CODES
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    for code, meaning, detail in EXIT_CODES:
+        assert f"| {code} | {meaning} | {detail} |" in readme

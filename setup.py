@@ -17,6 +17,7 @@ setup(
     name="idstore",
     version=VERSION,
     description="PySpark jobs for EMR: sync a Redshift id set into DynamoDB, filter S3 events by it",
+    license="Apache-2.0",
     package_dir={"": "lib"},
     packages=find_packages("lib"),
     # the defaults travel with the package to the cluster (a link to conf/base.toml here), and

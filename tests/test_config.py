@@ -150,3 +150,15 @@ def test_the_readme_exit_code_table_is_the_one_the_jobs_use():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     for code, meaning, detail in EXIT_CODES:
         assert f"| {code} | {meaning} | {detail} |" in readme
+
+
+def test_every_config_shipped_in_conf_loads_for_the_jobs_and_the_tooling():
+    from pathlib import Path
+
+    from idstore_tools.deploy.config import load_tooling_config
+
+    shipped = sorted((Path(__file__).resolve().parents[1] / "conf").glob("*.toml"))
+    assert [p.name for p in shipped] == ["base.toml", "prod.example.toml"]
+    for path in shipped:
+        load_config(str(path))
+        load_tooling_config(str(path))

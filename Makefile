@@ -18,7 +18,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps jars test test-unit demo lint bench-write bench-filter bench-sync package clean
+.PHONY: help setup system-deps jars test test-unit demo lint docs bench-write bench-filter bench-sync package clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ demo: setup ## local stack, seed 100k ids and 1M events, run sync then filter wi
 lint: setup ## ruff (py39 target) and vermin: what runs on EMR must run on Python 3.9
 	$(VENV)/bin/ruff check lib tools jobs tests
 	$(VENV)/bin/vermin -q --no-tips --eval-annotations --target=3.9- --violations lib jobs
+
+docs: $(STAMP) ## write docs/config.md, the config reference, from conf/base.toml and the tooling's defaults.toml
+	$(PY) -m idstore_tools.config_reference
 
 bench-write: setup ## benchmark: 1M ids into the capacity emulator: idstore vs hand-written loop and batch_writer, then the EMR DynamoDB connector and spark-dynamodb (bench_write_peers.py)
 	$(PY) benchmarks/bench_write.py

@@ -162,3 +162,8 @@ def test_every_config_shipped_in_conf_loads_for_the_jobs_and_the_tooling():
     for path in shipped:
         load_config(str(path))
         load_tooling_config(str(path))
+
+
+def test_a_config_file_that_is_not_there_is_a_usage_error_naming_it(tmp_path):
+    with pytest.raises(ConfigError, match="--config .*nope.toml: no such file"):
+        load_config(str(tmp_path / "nope.toml"))

@@ -242,7 +242,10 @@ def load_layers(
     if conf:
         if read_text is None:
             from idstore.io import read_text
-        layers.append(_parse_toml(read_text(conf), conf))
+        try:
+            layers.append(_parse_toml(read_text(conf), conf))
+        except FileNotFoundError:
+            raise ConfigError(f"--config {conf}: no such file") from None
     merged: Dict[str, Any] = {}
     for layer in layers:
         _merge(merged, layer)

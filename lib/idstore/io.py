@@ -29,9 +29,14 @@ def _s3_client(endpoint_url: str = "", region: Optional[str] = None):
 
 
 def read_text(path: str, endpoint_url: str = "", region: Optional[str] = None) -> str:
+    """The text at a local path or s3:// key; FileNotFoundError when there is none, either way."""
     if is_s3(path):
         bucket, key = split_s3(path)
-        body = _s3_client(endpoint_url, region).get_object(Bucket=bucket, Key=key)["Body"]
+        client = _s3_client(endpoint_url, region)
+        try:
+            body = client.get_object(Bucket=bucket, Key=key)["Body"]
+        except client.exceptions.NoSuchKey:
+            raise FileNotFoundError(f"no such object: {path}") from None
         return body.read().decode("utf-8")
     return Path(path).read_text(encoding="utf-8")
 

@@ -66,3 +66,12 @@ def test_a_run_stopped_after_the_read_reports_the_read_and_its_rejects():
     assert result.details() == {"mode": "upsert", "rejected_by_reason": {"empty": 1, "too_long": 1},
                                 "quarantine": "/q/sync/run_id=r"}
     assert result.metrics() == {"ItemsRejected": 2}
+
+
+def test_the_summary_shows_a_small_cost_as_it_is_not_rounded_to_a_tenth():
+    from idstore.pipeline.report import RunReport
+
+    report = RunReport(job="sync", run_id="r", config={}, result=finished(WriteMode.MIRROR))
+    report.finish("succeeded")
+    lines = report.summary_lines()
+    assert "  cost_usd: 0.00001" in lines and "  consumed_wcu: 8.0" in lines

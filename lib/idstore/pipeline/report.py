@@ -121,7 +121,8 @@ class _Timer:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:,.1f}"
+        # seconds and units to a tenth; a figure under 1 (a delta run's dollars) to the millionth
+        return f"{value:,.1f}" if abs(value) >= 1 or value == 0 else f"{value:.6f}".rstrip("0").rstrip(".")
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)

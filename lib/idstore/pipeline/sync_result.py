@@ -86,7 +86,7 @@ class RunCost:
         return cls(round(write_units, 1), round(read_units, 1), round(usd, 6))
 
     def text(self) -> str:
-        return f"{self.write_units:,.0f} write units + {self.read_units:,.0f} read units = ${self.usd:,.4f}"
+        return f"{self.write_units:,.0f} write units + {self.read_units:,.0f} read units = ${self.usd:,.6f}"
 
 
 @dataclass(frozen=True)

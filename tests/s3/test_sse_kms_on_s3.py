@@ -1,5 +1,5 @@
-"""output.sse_kms_key_id through S3A, accepted by moto: the filter's output and quarantine written
-with SSE-KMS and the key asked for.
+"""output.sse_kms_key_id through S3A, accepted by moto: the filter's output and both jobs'
+quarantine written with SSE-KMS and the key asked for.
 
 The AWS SDK refuses to send SSE-KMS requests over plain HTTP, so this moto serves HTTPS with a
 certificate made here (openssl) that the JVM (a trust store, keytool) and boto3 (AWS_CA_BUNDLE)
@@ -77,7 +77,7 @@ def test_filter_output_and_quarantine_are_written_with_sse_kms_and_the_key_asked
     conn.autocommit = True
     conn.cursor().execute("drop table if exists kms_program")
     conn.cursor().execute("create table kms_program (product_id text)")
-    conn.cursor().executemany("insert into kms_program values (%s)", [(i,) for i in IDS])
+    conn.cursor().executemany("insert into kms_program values (%s)", [(i,) for i in IDS + [""]])  # "" is rejected
     conn.close()
     tls_stack = dataclasses.replace(stack, moto_endpoint=endpoint)
     os.environ["AWS_CA_BUNDLE"] = str(cert)  # boto3 reads it when a client is made
@@ -106,6 +106,20 @@ def test_filter_output_and_quarantine_are_written_with_sse_kms_and_the_key_asked
         listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
         written += [o["Key"] for o in listed if not o["Key"].rsplit("/", 1)[-1].startswith(("_", "."))]
     assert any(k.startswith("data/filtered/") for k in written) and any(k.startswith("data/quarantine/") for k in written)
+    # the sync's rejected id goes to the quarantine under the same key
+    table = f"kms-{uuid.uuid4().hex[:8]}"
+    boto3.client("dynamodb", **client).create_table(
+        TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=[{"AttributeName": "product_id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "product_id", "AttributeType": "S"}])
+    result = spark_submit("sync", ["--config", f"{root}/conf/kms.toml", "--set", f"dynamodb.table={table}",
+                                   "--set", f"output.sse_kms_key_id={key_arn}"],
+                          env=env, spark_conf={"spark.hadoop.fs.s3a.connection.ssl.enabled": "true",
+                                               "spark.driver.extraJavaOptions": java_options})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix="data/quarantine/sync/").get("Contents", [])
+    sync_quarantine = [o["Key"] for o in listed if not o["Key"].rsplit("/", 1)[-1].startswith(("_", "."))]
+    assert sync_quarantine
+    written += sync_quarantine
     for key in written:
         head = s3.head_object(Bucket=bucket, Key=key)
         assert head.get("ServerSideEncryption") == "aws:kms", key

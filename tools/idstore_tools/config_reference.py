@@ -75,7 +75,7 @@ READ_BY_KEY = {
     "events.id_field": "filter; tooling (preflight)",
     "output.path": "filter; tooling (IAM policy)",
     "output.quarantine_path": "sync, filter; tooling (IAM policy)",
-    "output.sse_kms_key_id": "filter; tooling (IAM policy)",
+    "output.sse_kms_key_id": "sync (its quarantine), filter; tooling (IAM policy)",
     "cloudwatch.alarm_topic_arn": "tooling (template)",
     "deploy.table_billing_mode": "tooling (validate)",
 }

@@ -21,6 +21,7 @@ from idstore import delta, io
 from idstore.config import Config, DynamoDBConfig, WriteMode
 from idstore.dynamodb import bulk as ddb
 from idstore.errors import RunFailed, RunRefused
+from idstore.events.output import apply_hadoop_options, sse_kms_options
 from idstore.idset import id_set_stats, read_source_ids
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.options import SyncOptions
@@ -49,6 +50,8 @@ def write_quarantine(source: SourceSet, config: Config, run_id: str) -> str:
         log.warning("%d rejected rows are counted but not kept: output.quarantine_path is empty", source.rejected)
         return ""
     target = io.join(config.output.quarantine_path, "sync", f"run_id={run_id}")
+    # encrypted with output.sse_kms_key_id, as the filter's quarantine is
+    apply_hadoop_options(source.rejected_rows.sparkSession, sse_kms_options(config.output))
     columns = (F.col(config.source.id_column).alias("id"), REASON, *config.source.attribute_columns)
     (
         source.rejected_rows.select(*columns)

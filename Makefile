@@ -18,7 +18,7 @@ export PYSPARK_DRIVER_PYTHON := $(CURDIR)/$(PY)
 export SPARK_LOCAL_IP := 127.0.0.1
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system-deps jars test test-unit demo lint docs bench-write bench-filter bench-sync package clean
+.PHONY: help setup system-deps jars test test-unit demo lint docs bench-write bench-filter bench-filter-runs bench-sync package clean
 
 help: ## list the commands
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -74,6 +74,9 @@ bench-write: setup ## benchmark: 1M ids into the capacity emulator: idstore vs h
 
 bench-filter: setup ## benchmark: 4M events, idstore vs the hand-written broadcast join and the read floors, at 3% and 10%
 	$(PY) benchmarks/bench_filter.py
+
+bench-filter-runs: setup ## benchmark: whole spark-submit runs of the filter, idstore vs the hand-written job, 300k and 3M events
+	$(PY) benchmarks/bench_filter_runs.py
 
 bench-sync: setup ## benchmark: 1M ids with two attributes, 1% churn, a full mirror run vs a delta run (units, time, cost)
 	$(PY) benchmarks/bench_sync.py

@@ -8,17 +8,21 @@ gives every other line the key UNDECIDED, which the id set is joined with too: s
 is dropped unparsed only when its plainly written id is not in the set.
 
 Why a dropped line can never match. Let K be the id's key name (`productId` of
-`detail.productId`). The test reads V only when all of these hold:
-  1. the line holds no `\\u` (only a \\uXXXX escape can spell a key, or part of one, without
-     its literal letters);
-  2. K occurs exactly once in the line, as `"K":"` (no space, no single quote);
+`detail.productId`), ASCII and holding no quote, backslash or colon. The test reads V only
+when all of these hold:
+  1. the line holds no `\\u00XX` escape of an ASCII character (`\\u0000` to `\\u007f`, or
+     one cut short): only such an escape can spell a character of K, a quote or a colon
+     without its literal byte. An escape of a non-ASCII character (what Python's json.dumps
+     writes for every one, `ensure_ascii`) spells none of them, and escapes occur only
+     inside strings, so it changes no token outside the string it sits in;
+  2. K occurs exactly once in the line, as `"K":"` or `"K": "` (json.dumps' spelling);
   3. the text after it, up to the next `"`, V, holds no backslash (no escape in the value)
      and is not blank, and that `"` exists.
 A line whose parse is ok and whose id field is a string can only spell that field's key
 with the literal K (1.), and there is one K (2.), so the key token is that one: a key
 anywhere else, a duplicate or a nested twin would be a second K; a K inside a string or
 in another position means the field is absent and the line cannot match. The value
-after `":"` is a JSON string ending at the first unescaped quote; with no backslash in
+after the colon is a JSON string ending at the first unescaped quote; with no backslash in
 V, that is the next quote and the parsed value is V itself. So a line whose V is not in
 the set cannot match, and a line the test cannot read goes the full way. The final
 decision is still the parsed field's: candidates and undecided lines are parsed, a
@@ -40,6 +44,8 @@ UNDECIDED = ""
 _AFTER = "_idstore_after_key"
 _HEAD = "_idstore_before_key"
 _VALUE = "_idstore_plain_value"
+# a \\u escape of an ASCII character, or one cut short at the end of the line (Java regex)
+ASCII_ESCAPE = r"\\u(00[0-7]|.{0,3}$)"
 
 
 def key_name(id_field: str) -> str:
@@ -48,8 +54,8 @@ def key_name(id_field: str) -> str:
 
 
 def plain_shape_possible(key: str) -> bool:
-    """The test reads only keys without quotes, backslashes or `:` in their name."""
-    return bool(key) and not any(c in key for c in '"\\:') and key.strip() == key
+    """The test reads only ASCII keys without quotes, backslashes or `:` in their name."""
+    return bool(key) and key.isascii() and not any(c in key for c in '"\\:') and key.strip() == key
 
 
 def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "keep", jvm: bool = False):
@@ -80,17 +86,21 @@ def with_candidate_key(line: str, key: str, trim: bool = False, case: str = "kee
 
 def _plain_value(df: DataFrame, line: str, key: str) -> Tuple[DataFrame, Column]:
     """The built-in test: `df` with its staging columns, and the plain value or null."""
-    quoted = f'"{key}":"'
     text, after, head, value = F.col(line), F.col(_AFTER), F.col(_HEAD), F.col(_VALUE)
-    # the text after the LAST `"K":"`; the line itself when there is none
-    staged = df.withColumn(_AFTER, F.substring_index(text, quoted, -1))
-    head_bytes = F.octet_length(text) - F.octet_length(after) - len(quoted.encode("utf-8"))
+    # the text after the LAST `"K":"`, or after the last `"K": "` when there is no `"K":"`; the
+    # line itself when there is neither (K occurs once, so a line has at most one of them)
+    tight, spaced = f'"{key}":"', f'"{key}": "'
+    after_tight = F.substring_index(text, tight, -1)
+    has_tight = F.octet_length(after_tight) < F.octet_length(text)
+    staged = df.withColumn(_AFTER, F.when(has_tight, after_tight).otherwise(F.substring_index(text, spaced, -1)))
+    quoted_bytes = F.when(has_tight, F.lit(len(tight.encode("utf-8")))).otherwise(F.lit(len(spaced.encode("utf-8"))))
+    head_bytes = F.octet_length(text) - F.octet_length(after) - quoted_bytes
     staged = staged.withColumn(_HEAD, text.cast("binary").substr(F.lit(1), head_bytes).cast("string"))
     staged = staged.withColumn(_VALUE, F.substring_index(after, '"', 1))
     sure = (
-        (F.octet_length(after) < F.octet_length(text))  # a `"K":"` exists ...
+        (F.octet_length(after) < F.octet_length(text))  # a `"K":"` or `"K": "` exists ...
         & ~head.contains(key) & ~after.contains(key)  # ... and its K is the only K
-        & ~head.contains("\\u") & ~after.contains("\\u")
+        & ~text.rlike(ASCII_ESCAPE)
         & (F.octet_length(value) < F.octet_length(after))  # the value's closing quote exists
         & ~value.contains("\\")
         & (F.trim(value) != "")

@@ -21,10 +21,10 @@ import scala.collection.JavaConverters;
  * not have the one shape that can be read with certainty.
  *
  * The same test as the built-in expression of idstore.events.prefilter (whose docstring proves
- * it exact): the line holds no backslash-u escape, the key K occurs exactly once, as
- * {@code "K":"}, and the text after it up to the next quote is not blank and holds no
- * backslash. K must hold no quote, backslash or colon (plain_shape_possible), so no other K can
- * overlap {@code "K":"}.
+ * it exact): the line holds no backslash-u escape of an ASCII character, the key K occurs
+ * exactly once, as {@code "K":"} or {@code "K": "}, and the text after it up to the next quote
+ * is not blank and holds no backslash. K is ASCII and holds no quote, backslash or colon
+ * (plain_shape_possible), so no other K can overlap {@code "K":"}.
  *
  * {@link #column} puts {@link #read} into Spark's generated code (a StaticInvoke), so it reads the
  * line's UTF-8 bytes where the scan left them: a UDF would first copy and decode every line to
@@ -58,7 +58,7 @@ public final class PlainValue {
     int at = -1;
     for (int i = next(base, offset, length, 0, first); i >= 0; i = next(base, offset, length, i + 1, first)) {
       if (Platform.getByte(base, offset + i) == '\\') {
-        if (i + 1 < length && Platform.getByte(base, offset + i + 1) == 'u') {
+        if (i + 1 < length && Platform.getByte(base, offset + i + 1) == 'u' && spellsAscii(base, offset, length, i)) {
           return null;
         }
       } else if (i + n <= length && ByteArrayMethods.arrayEquals(base, offset + i, keyBase, keyOffset, n)) {
@@ -68,10 +68,15 @@ public final class PlainValue {
         at = i;
       }
     }
-    int start = at + n + 3;
+    // "K":" or "K": " (Python's json.dumps), the value's opening quote at quote
+    int quote = at + n + 2;
+    if (quote < length && Platform.getByte(base, offset + quote) == ' ') {
+      quote++;
+    }
+    int start = quote + 1;
     if (at < 1 || start > length || Platform.getByte(base, offset + at - 1) != '"'
         || Platform.getByte(base, offset + at + n) != '"' || Platform.getByte(base, offset + at + n + 1) != ':'
-        || Platform.getByte(base, offset + at + n + 2) != '"') {
+        || Platform.getByte(base, offset + quote) != '"') {
       return null;
     }
     boolean blank = true, ascii = true; // blank: only spaces, as Spark's trim() sees blank
@@ -95,6 +100,20 @@ public final class PlainValue {
     UTF8String value = UTF8String.fromBytes(bytes);
     // the parse decodes malformed UTF-8 to U+FFFD: only a value that decodes to itself is certain
     return ascii || UTF8String.fromString(value.toString()).equals(value) ? value : null;
+  }
+
+  /**
+   * Whether the backslash-u at i may spell an ASCII character (backslash-u 0000 to 007f), or is cut
+   * short: only such an escape can spell a character of K (ASCII), a quote or a colon. One of a
+   * non-ASCII character (ensure_ascii's) spells none of them.
+   */
+  private static boolean spellsAscii(Object base, long offset, int length, int i) {
+    if (i + 5 >= length) {
+      return true;
+    }
+    byte third = Platform.getByte(base, offset + i + 4);
+    return Platform.getByte(base, offset + i + 2) == '0' && Platform.getByte(base, offset + i + 3) == '0'
+        && third >= '0' && third <= '7';
   }
 
   /** The first index at or after from of a backslash or of the byte first; -1 if none. */

@@ -147,3 +147,17 @@ def test_event_archive_rejects_a_fraction_it_cannot_honour(tmp_path):
         write_event_archive(tmp_path, date(2024, 1, 1), 1, 10, [], ["B0BBBBBBBB"], 0.5, seed=1)
     with pytest.raises(ValueError):
         write_event_archive(tmp_path, date(2024, 1, 1), 1, 10, ["B0AAAAAAAA"], [], 1.5, seed=1)
+
+
+def test_the_json_dumps_spelling_holds_the_same_events_written_as_python_writes_them(tmp_path):
+    ids, others = ["MATCH1", "MATCH2"], ["OTHER1", "OTHER2"]
+    write_event_archive(tmp_path / "compact", date(2024, 3, 1), 2, 40, ids, others, 0.25, seed=5, files_per_day=2)
+    write_event_archive(tmp_path / "dumps", date(2024, 3, 1), 2, 40, ids, others, 0.25, seed=5, files_per_day=2,
+                        spelling="json.dumps")
+    raw = [line for path in sorted((tmp_path / "dumps").glob("dt=*/part-*"))
+           for line in gzip.decompress(path.read_bytes()).decode("ascii").splitlines()]
+    assert len(raw) == 40 and all('"productId": "' in line and "\\u" in line for line in raw)
+    dumps = [{k: v for k, v in event.items() if k != "site"} for event in read_event_archive(tmp_path / "dumps")]
+    assert dumps == list(read_event_archive(tmp_path / "compact"))
+    with pytest.raises(ValueError, match="spelling"):
+        write_event_archive(tmp_path / "x", date(2024, 3, 1), 1, 1, ids, others, 0.0, seed=5, spelling="yaml")

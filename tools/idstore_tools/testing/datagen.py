@@ -144,13 +144,19 @@ def write_event_archive(
     files_per_day: int = 4,
     compress: bool = True,
     extra_detail_fields: int = 0,
+    spelling: str = "compact",
 ) -> Dict[str, int]:
     """Write EventBridge-shaped failure events as JSON lines under root/dt=YYYY-MM-DD/.
 
     Events are spread evenly over days and files (part-NNNNN.json.gz, gzip level 1, or
     .json); exactly round(n_events * match_fraction) of them carry an id from `match_ids`,
     the rest one from `other_ids`. Returns events per day ("YYYY-MM-DD"), "total", "matched".
+    `spelling`: "compact" (no spaces), or "json.dumps", as Python writes by default (", ",
+    ": ", every non-ASCII character escaped), each event also naming its site in a language
+    of its own, so every line holds such escapes.
     """
+    if spelling not in ("compact", "json.dumps"):
+        raise ValueError(f"spelling: expected compact or json.dumps, got {spelling!r}")
     if days < 1 or files_per_day < 1 or n_events < 0:
         raise ValueError("days and files_per_day must be >= 1 and n_events >= 0")
     if not 0.0 <= match_fraction <= 1.0:
@@ -179,6 +185,8 @@ def write_event_archive(
         lines = _event_lines(rng, day, count, matched, match_ids, other_ids)
         if extra_detail_fields:
             lines = _widened(rng, lines, extra_detail_fields)
+        if spelling == "json.dumps":
+            lines = [json.dumps({**json.loads(line), "site": rng.choice(_SITES)}) for line in lines]
         suffix = ".json.gz" if compress else ".json"
         path = root / f"dt={day.isoformat()}" / f"part-{part:05d}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -196,6 +204,9 @@ def write_event_archive(
     counts["matched"] = n_matched
     log.info("wrote %d events (%d matching) over %d days under %s", n_events, n_matched, days, root)
     return counts
+
+
+_SITES = ("Köln", "São Paulo", "東京", "Łódź", "Zürich", "Montréal")
 
 
 def _spread(total: int, parts: int) -> List[int]:

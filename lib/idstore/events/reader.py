@@ -65,9 +65,8 @@ def days_in_range(days: List[str], start: Optional[date], end: Optional[date]) -
     """The partition values between start and end, both included; malformed ones are skipped."""
     chosen = []
     for day in days:
-        try:
-            value = date.fromisoformat(day)
-        except ValueError:
+        value = _date_or_none(day)
+        if value is None:
             log.warning("skipping partition folder with a value that is not a date: %s", day)
             continue
         if (start is None or value >= start) and (end is None or value <= end):

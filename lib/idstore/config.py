@@ -53,6 +53,18 @@ class WriteMode(Choice):
     MIRROR = "mirror"  # also deletes the keys that left the set
 
 
+class CreateMode(Choice):
+    """What a sync does when its table does not exist."""
+
+    NEVER = "never"  # the run fails, naming the table: it must be created first
+    IMPORT = "import"  # the run creates it by DynamoDB's import from S3, spending no write units
+
+
+class BillingMode(Choice):
+    PAY_PER_REQUEST = "PAY_PER_REQUEST"
+    PROVISIONED = "PROVISIONED"
+
+
 class SyncStrategy(Choice):
     DELTA = "delta"
     FULL = "full"
@@ -138,6 +150,19 @@ class DynamoDBConfig:
     verify_every_runs: int  # every Nth run is full; 0 = never
     verify_after_days: float  # a full run when the last one is older; 0 = never
     lock_lease_s: float
+    create: CreateMode
+    import_path: str  # with create = import: the s3:// prefix the set is staged under
+    import_keep_staging: bool
+    create_billing_mode: BillingMode  # the rest: what a table created by import gets
+    create_read_capacity: int
+    create_write_capacity: int
+    create_kms_key_id: str
+    create_point_in_time_recovery: bool
+    create_deletion_protection: bool
+
+    @property
+    def imports(self) -> bool:
+        return self.create == CreateMode.IMPORT
 
 
 @dataclass(frozen=True)
@@ -151,6 +176,7 @@ class CostConfig:
 
     write_unit_usd_per_million: float
     read_unit_usd_per_million: float
+    import_usd_per_gb: float  # DynamoDB's import from S3, per GB (2^30 bytes) of uncompressed input
 
 
 @dataclass(frozen=True)
@@ -278,6 +304,7 @@ def build_config(data: Mapping[str, Any]) -> Config:
     _check_endpoints(config)
     _check_source(config.source)
     _check_item_attributes(config.dynamodb, config.source.attribute_columns)
+    _check_import(config)
     return config
 
 
@@ -376,6 +403,26 @@ def _check_item_attributes(cfg: DynamoDBConfig, attribute_columns: Sequence[str]
         raise ConfigError(
             f"source.attribute_columns: {', '.join(clashes)} would overwrite the key or an attribute idstore writes"
         )
+
+
+def _check_import(config: Config) -> None:
+    """A table created by import: where the set is staged, where the import's state is kept, and
+    capacity that matches the billing mode."""
+    cfg = config.dynamodb
+    if cfg.imports:
+        if not cfg.import_path.startswith(("s3://", "s3a://")):
+            raise ConfigError("dynamodb.import_path: create = import stages the set in S3 for DynamoDB to read; "
+                              f"expected an s3:// prefix, got {cfg.import_path!r}")
+        if not config.snapshot.path:
+            raise ConfigError("snapshot.path: create = import keeps the import's state and the record there "
+                              "(a run killed during an import resumes it); set it")
+    provisioned = (cfg.create_read_capacity, cfg.create_write_capacity)
+    if cfg.create_billing_mode == BillingMode.PROVISIONED and min(provisioned) < 1:
+        raise ConfigError("dynamodb.create_read_capacity and create_write_capacity: expected at least 1 each "
+                          "when create_billing_mode is PROVISIONED")
+    if cfg.create_billing_mode == BillingMode.PAY_PER_REQUEST and max(provisioned) > 0:
+        raise ConfigError("dynamodb.create_read_capacity and create_write_capacity: set only with "
+                          "create_billing_mode = PROVISIONED")
 
 
 def _check_secrets(config: Config) -> None:

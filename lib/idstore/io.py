@@ -59,3 +59,24 @@ def write_json(path: str, data: Any, endpoint_url: str = "", region: Optional[st
 
 def read_json(path: str, endpoint_url: str = "", region: Optional[str] = None) -> Any:
     return json.loads(read_text(path, endpoint_url, region))
+
+
+def remove(path: str, endpoint_url: str = "", region: Optional[str] = None) -> None:
+    """Delete one file or object; nothing to delete is not an error."""
+    if is_s3(path):
+        bucket, key = split_s3(path)
+        _s3_client(endpoint_url, region).delete_object(Bucket=bucket, Key=key)
+        return
+    Path(path).unlink(missing_ok=True)
+
+
+def remove_prefix(prefix: str, endpoint_url: str = "", region: Optional[str] = None) -> int:
+    """Delete every object whose key starts with `prefix` (an s3:// URI); how many were deleted."""
+    bucket, key_prefix = split_s3(prefix)
+    client, removed = _s3_client(endpoint_url, region), 0
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=key_prefix):
+        keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+        if keys:  # a page holds at most 1,000 keys, DeleteObjects' limit
+            client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+            removed += len(keys)
+    return removed

@@ -18,6 +18,9 @@ RUNS_REFUSED, RUNS_INPUT_NOT_READY = "RunsRefused", "RunsInputNotReady"
 ITEMS_PUT, ITEMS_DELETED, ITEMS_REJECTED = "ItemsPut", "ItemsDeleted", "ItemsRejected"
 CONSUMED_WCU, CONSUMED_RCU, THROTTLES = "ConsumedWCU", "ConsumedRCU", "Throttles"
 ITEMS_UNCHANGED, RUN_COST_USD = "ItemsUnchanged", "RunCostUSD"
+# a first load by import: its size, time and price, and what the write path would have cost
+ITEMS_IMPORTED, IMPORT_GB, IMPORT_SECONDS = "ItemsImported", "ImportGB", "ImportSeconds"
+IMPORT_COST_USD, WRITE_PATH_COST_USD = "ImportCostUSD", "WritePathCostUSD"
 EVENTS_READ, EVENTS_MATCHED, EVENTS_QUARANTINED = "EventsRead", "EventsMatched", "EventsQuarantined"
 RUN_METRICS = (DURATION_SECONDS, RUNS_SUCCEEDED, RUNS_FAILED, RUNS_REFUSED, RUNS_INPUT_NOT_READY)
 _OUTCOME_METRICS = {
@@ -36,7 +39,7 @@ def run_metrics(report) -> List[Dict[str, Any]]:
     now = datetime.now(timezone.utc)
     return [
         {"MetricName": name, "Dimensions": [{"Name": "Job", "Value": report.job}], "Timestamp": now,
-         "Value": float(value), "Unit": "Seconds" if name == DURATION_SECONDS else "Count"}
+         "Value": float(value), "Unit": "Seconds" if name.endswith("Seconds") else "Count"}
         for name, value in figures.items()
         if value is not None
     ]

@@ -16,6 +16,15 @@ log = logging.getLogger(__name__)
 Address = Tuple[str, int]
 
 
+def progress_line(label: str, done: int, total: int, rate: float) -> str:
+    """The one progress line of long work (writes, deletes, an import): done, %, rate, ETA."""
+    if not total:  # the size of the work is not known
+        return f"{label}: {done} items, {rate:.0f} items/s"
+    left = max(0, total - done)
+    eta = f"{left / rate:.0f}s" if rate > 0 else "unknown"
+    return f"{label}: {done} of {total} items ({100 * done / total:.0f}%), {rate:.0f} items/s, ETA {eta}"
+
+
 class ProgressServer:
     """Driver side: collects the latest count per partition and logs a progress line."""
 
@@ -60,13 +69,7 @@ class ProgressServer:
                     return
 
     def line(self, done: int, rate: float) -> str:
-        if not self.total:  # the size of the write is not known
-            return f"{self.label}: {done} items, {rate:.0f} items/s"
-        share = done / self.total
-        left = max(0, self.total - done)
-        eta = f"{left / rate:.0f}s" if rate > 0 else "unknown"
-        return (f"{self.label}: {done} of {self.total} items ({100 * share:.0f}%), "
-                f"{rate:.0f} items/s, ETA {eta}")
+        return progress_line(self.label, done, self.total, rate)
 
     def _report(self) -> None:
         last_done, last_time, rate = 0, self.started, 0.0

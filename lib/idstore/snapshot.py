@@ -147,10 +147,19 @@ def write_record(record: DataFrame, config: Config, run_id: str, now: datetime, 
 
     `delta_of` is the pointer a delta run diffed against; None for a full run, which verifies the table.
     """
-    target = io.join(config.snapshot.path, f"run_id={run_id}")
+    pointer = store_record(record, config, run_id, now, size, delta_of)
+    move_pointer(config, pointer)
+    return pointer.path
+
+
+def store_record(record: DataFrame, config: Config, run_id: str, now: datetime, size: RecordSize,
+                 delta_of: Optional[Pointer], folder: str = "") -> Pointer:
+    """Write the record under snapshot.path/<folder or run_id=<id>>/; the pointer that would name
+    it, not yet moved (an import moves it only once the table holds the record's keys)."""
+    target = io.join(config.snapshot.path, folder or f"run_id={run_id}")
     record.write.mode("overwrite").parquet(target)
     stamp = now.astimezone(timezone.utc).isoformat()
-    pointer = Pointer(
+    return Pointer(
         run_id=run_id, path=target, id_column=config.source.id_column, written_at=stamp, keys=size.keys,
         fingerprint=Fingerprint.of(config),
         verified_at=stamp if delta_of is None else delta_of.verified_at,
@@ -158,9 +167,12 @@ def write_record(record: DataFrame, config: Config, run_id: str, now: datetime, 
         key_bytes=size.key_bytes,
         id_type=record.schema[config.source.id_column].dataType.simpleString(),
     )
+
+
+def move_pointer(config: Config, pointer: Pointer) -> None:
+    """_LATEST.json names `pointer`'s record from now on."""
     io.write_json(io.join(config.snapshot.path, POINTER), pointer.as_dict(), config.aws.endpoint_url,
                   config.aws.region)
-    return target
 
 
 def read_latest_snapshot(spark: SparkSession, config: Config) -> Tuple[DataFrame, Pointer]:

@@ -104,7 +104,8 @@ SYNC = Job(
     problems=lambda config, options: sync_problems(config),
     run=_run_sync,
     metrics=(M.ITEMS_PUT, M.ITEMS_DELETED, M.ITEMS_REJECTED, M.ITEMS_UNCHANGED, M.CONSUMED_WCU, M.CONSUMED_RCU,
-             M.THROTTLES, M.RUN_COST_USD),
+             M.THROTTLES, M.RUN_COST_USD, M.ITEMS_IMPORTED, M.IMPORT_GB, M.IMPORT_SECONDS, M.IMPORT_COST_USD,
+             M.WRITE_PATH_COST_USD),
 )
 FILTER = Job(
     name="filter",

@@ -26,6 +26,7 @@ from idstore.idset import id_set_stats, read_source_ids
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.options import SyncOptions
 from idstore.pipeline.report import RunReport
+from idstore.pipeline.sync_import import ImportTicket, continue_after, encode_set, import_first_load, read_ticket
 from idstore.pipeline.sync_plan import KEY, Stamp, check_mirror_guard, plan_changes, plan_sync
 from idstore.pipeline.sync_result import Changes, RunTotals, SourceSet, SyncPlan, SyncResult, WriteOutcome
 from idstore.snapshot import RecordSize, write_record
@@ -106,14 +107,20 @@ def reconcile(source: SourceSet, changes: Changes, puts: WriteOutcome) -> None:
         )
 
 
-def describe_table(cfg: DynamoDBConfig) -> Mapping[str, Any]:
+def find_table(cfg: DynamoDBConfig) -> Optional[Mapping[str, Any]]:
+    """The table's DescribeTable description, or None when there is no such table."""
     try:
         return ddb.describe_table(cfg)
     except ClientError as exc:
         if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
             raise
-        raise RunFailed(f"DynamoDB DescribeTable: no table {cfg.table!r} in {cfg.region} (dynamodb.table); "
-                        "create it (idstore render writes its CloudFormation) or name the right one") from None
+        return None
+
+
+def no_table(cfg: DynamoDBConfig) -> RunFailed:
+    return RunFailed(f"DynamoDB DescribeTable: no table {cfg.table!r} in {cfg.region} (dynamodb.table); "
+                     "create it (idstore render writes its CloudFormation), name the right one, or set "
+                     'dynamodb.create = "import" to have this run create it by import from S3')
 
 
 @contextmanager
@@ -155,12 +162,26 @@ def save_record(config: Config, report: RunReport, stamp: Stamp, source: SourceS
                             delta_of=plan.strategy.pointer if plan.strategy.delta else None)
 
 
+def plan_import_only(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp,
+                     ticket: Optional[ImportTicket], result: SyncResult) -> None:
+    """A dry run's view of a first load by import: its cost beside the write path's; nothing staged."""
+    if ticket:
+        result.path_note = (f"an import is under way ({ticket.arn or ticket.client_token}, run {ticket.run_id}): "
+                            "a run would follow it, then write what changed since as a delta run")
+        result.import_plan = ticket.plan
+    else:
+        lines, result.import_plan = encode_set(spark, config, source, stamp)
+        lines.unpersist()
+    log.info("plan: %s%s", result.import_plan.text(config.dynamodb.table, dry_run=True),
+             f"; {result.path_note}" if result.path_note else "")
+
+
 # -- the run ----------------------------------------------------------------------------
 def run_sync(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
              options: Optional[SyncOptions] = None) -> None:
     """One sync run into report.result; raises RunRefused (a guard, the lock), RunFailed or ConfigError."""
     options = options or SyncOptions()
-    result = report.result = SyncResult(config.dynamodb.mode, options.dry_run)
+    result = report.result = SyncResult(config.dynamodb.mode, options.dry_run, config.dynamodb.table)
     try:
         with table_lock(config, report.run_id, options) as lock:
             _sync(spark, config, report, environ, options, lock)
@@ -181,9 +202,27 @@ def _sync(spark: SparkSession, config: Config, report: RunReport, environ: Mappi
     if source.distinct_ids == 0:
         log.warning("the source returned no valid ids")
 
-    table = describe_table(config.dynamodb)
+    table, strategy = find_table(config.dynamodb), None
+    ticket = read_ticket(config) if config.dynamodb.imports else None
+    if ticket or (table is None and config.dynamodb.imports):
+        if options.dry_run:
+            plan_import_only(spark, config, source, stamp, ticket, result)
+            return
+        outcome, pointer = import_first_load(spark, config, source, stamp, ticket, report,
+                                             lock.check if lock else lambda: None)
+        result.imported, result.snapshot = outcome, pointer.path
+        if outcome.settled:
+            return
+        table, strategy = ddb.describe_table(config.dynamodb), continue_after(spark, outcome, pointer)
+    elif table is None:
+        raise no_table(config.dynamodb)
+    elif config.dynamodb.imports:
+        result.path_note = (f"{config.dynamodb.table} exists: the write path (an import only ever creates a "
+                            "new table)")
+        log.info("%s", result.path_note)
+
     with report.timed("plan"):
-        changes = plan_changes(spark, config, source, table, stamp, options.full)
+        changes = plan_changes(spark, config, source, table, stamp, options.full, strategy)
         plan = result.plan = plan_sync(spark, config, source, table, changes)
     log.info("plan: %s", plan.text(options.dry_run))
     result.guard_overridden = check_mirror_guard(config.dynamodb, source, changes, options.force)

@@ -105,9 +105,10 @@ def scan_read_units(table: Mapping[str, Any], keys: int) -> float:
 
 
 def plan_changes(spark: SparkSession, config: Config, source: SourceSet, table: Mapping[str, Any],
-                 stamp: Stamp, full_flag: bool) -> Changes:
-    """A delta run's diff against the record, or a full run's every key (and mirror's Scan)."""
-    strategy = delta.choose_strategy(spark, config, stamp.now, full_flag)
+                 stamp: Stamp, full_flag: bool, strategy: Optional[delta.Strategy] = None) -> Changes:
+    """A delta run's diff against the record, or a full run's every key (and mirror's Scan);
+    `strategy` when the run has its own (the delta after an import), else chosen from the record."""
+    strategy = strategy or delta.choose_strategy(spark, config, stamp.now, full_flag)
     log.info("%s run: %s", "delta" if strategy.delta else "full", strategy.why)
     expires_at = stamp.expires_at(config.dynamodb)
     if strategy.delta:

@@ -4,7 +4,7 @@ Counts, details and CloudWatch figures are rendered here and nowhere else; a sta
 not run leaves its part out, so a run that stopped half-way still reports what it saw.
 """
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from pyspark.sql import DataFrame
 
@@ -87,6 +87,73 @@ class RunCost:
 
     def text(self) -> str:
         return f"{self.write_units:,.0f} write units + {self.read_units:,.0f} read units = ${self.usd:,.6f}"
+
+
+GB = 2 ** 30  # the import is billed per GB of uncompressed input
+
+
+@dataclass(frozen=True)
+class ImportPlan:
+    """A first load by import: what is staged, its price, and what the write path would cost instead."""
+
+    items: int
+    staged_bytes: int
+    objects: int
+    too_large: int  # over DynamoDB's item limit: neither path can write them
+    usd: float
+    write_path: RunCost  # every item put by the writer: 1 write unit per started KB
+
+    @classmethod
+    def at(cls, prices: CostConfig, items: int, staged_bytes: int, objects: int, too_large: int,
+           write_units: int) -> "ImportPlan":
+        return cls(items, staged_bytes, objects, too_large, round(staged_bytes / GB * prices.import_usd_per_gb, 6),
+                   RunCost.at(prices, write_units, 0))
+
+    @property
+    def gb(self) -> float:
+        return self.staged_bytes / GB
+
+    def text(self, table: str, dry_run: bool) -> str:
+        verb = "would" if dry_run else "will"
+        return (f"first load by import: {table} does not exist, so this run {verb} create it with DynamoDB's "
+                f"import from S3: {self.items:,} items, {self.gb:,.3f} GB in {self.objects} object(s), "
+                f"${self.usd:,.6f} and no write units (the write path: {self.write_path.text()})"
+                + (f"; {self.too_large:,} items over 400 KB left out" if self.too_large else "")
+                + ("; dry run: nothing staged" if dry_run else ""))
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"items": self.items, "staged_bytes": self.staged_bytes, "gb": round(self.gb, 6),
+                "objects": self.objects, "too_large": self.too_large, "cost_usd": self.usd,
+                "write_path_cost": asdict(self.write_path)}
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """An import followed to its end: DynamoDB's counts, what it did not take, and the time it took."""
+
+    arn: str
+    resumed: bool  # a run killed during it started it; this run followed it
+    plan: ImportPlan
+    status: str
+    imported: int
+    errors: int
+    processed_bytes: int
+    missing: int  # staged items not in the table: written by the budgeted writer after it
+    missing_keys: Tuple[str, ...]  # the first of them, for the report
+    settings: Tuple[str, ...]  # what was applied after it (TTL, PITR, deletion protection)
+    seconds: float
+    staging_removed: bool
+
+    @property
+    def settled(self) -> bool:
+        """The table holds this run's whole set: nothing is left for the write path."""
+        return not self.resumed and not self.missing
+
+    def as_dict(self) -> Dict[str, Any]:
+        return {"arn": self.arn, "resumed": self.resumed, "status": self.status, **self.plan.as_dict(),
+                "imported": self.imported, "errors": self.errors, "processed_bytes": self.processed_bytes,
+                "missing": self.missing, "missing_keys": list(self.missing_keys), "settings": list(self.settings),
+                "seconds": round(self.seconds, 1), "staging_removed": self.staging_removed}
 
 
 @dataclass(frozen=True)
@@ -216,10 +283,14 @@ class SyncResult(JobResult):
 
     mode: WriteMode
     dry_run: bool
+    table: str = ""
     source: Optional[SourceSet] = None
     quarantine: str = ""  # where the rejected rows went
     plan: Optional[SyncPlan] = None
     guard_overridden: str = ""  # the mirror guard --force went past
+    import_plan: Optional[ImportPlan] = None  # a first load by import (a dry run stops there)
+    imported: Optional[ImportOutcome] = None
+    path_note: str = ""  # why an import-enabled run took the write path
     puts: Optional[WriteOutcome] = None
     deletes: Optional[WriteOutcome] = None
     totals: Optional[RunTotals] = None
@@ -239,6 +310,9 @@ class SyncResult(JobResult):
         counts: Dict[str, Any] = {}
         if self.source:
             counts.update(self.source.report_counts())
+        if self.imported:
+            counts.update(imported=self.imported.imported, import_errors=self.imported.errors,
+                          import_missing=self.imported.missing)
         if self.plan:
             counts.update(self.plan.report_counts())
         if self.puts:
@@ -253,6 +327,12 @@ class SyncResult(JobResult):
             details["rejected_by_reason"] = dict(self.source.rejected_by_reason)
         if self.quarantine:
             details["quarantine"] = self.quarantine
+        if self.imported:
+            details["import"] = self.imported.as_dict()
+        elif self.import_plan:
+            details["import"] = {"plan": self.import_plan.text(self.table, self.dry_run), **self.import_plan.as_dict()}
+        if self.path_note:
+            details["path"] = self.path_note
         if self.plan:
             details.update(self.plan.report_details(self.dry_run))
         if self.guard_overridden:
@@ -279,8 +359,14 @@ class SyncResult(JobResult):
                             M.ITEMS_UNCHANGED: self.plan.changes.unchanged})
         if self.deletes and self.mirror:
             metrics[M.ITEMS_DELETED] = self.deletes.written
+        if self.imported:
+            i = self.imported
+            metrics.update({M.ITEMS_IMPORTED: i.imported, M.IMPORT_GB: i.plan.gb, M.IMPORT_SECONDS: i.seconds,
+                            M.IMPORT_COST_USD: i.plan.usd, M.WRITE_PATH_COST_USD: i.plan.write_path.usd})
         if self.totals:
             t = self.totals
             metrics.update({M.CONSUMED_WCU: t.consumed_wcu, M.CONSUMED_RCU: t.consumed_rcu,
                             M.RUN_COST_USD: t.cost.usd, M.THROTTLES: t.throttles})
+        if self.imported:  # the run's cost includes its import's
+            metrics[M.RUN_COST_USD] = round(metrics.get(M.RUN_COST_USD, 0.0) + self.imported.plan.usd, 6)
         return metrics

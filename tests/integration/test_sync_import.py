@@ -172,7 +172,7 @@ def test_a_failed_import_moves_no_pointer_names_the_import_and_the_rerun_converg
     assert len(imports_of(setup.table)) == 1
 
 
-def test_items_the_import_did_not_take_are_written_by_the_budgeted_writer(spark, pg, setup, monkeypatch):
+def test_items_the_import_did_not_take_are_written_by_the_budgeted_writer(pg, setup, monkeypatch):
     from moto.dynamodb.models.table_import import TableImport
 
     rows = source_rows(600)
@@ -200,7 +200,8 @@ def test_items_the_import_did_not_take_are_written_by_the_budgeted_writer(spark,
 
     process = TableImport._process_s3_files
     monkeypatch.setattr(TableImport, "_process_s3_files", completes_with_errors)
-    report = run_here(spark, setup.conf, *setup.args).as_dict()
+    code, output, report = run_job("sync", setup.conf, *setup.args)
+    assert code == 0, output
     refused = sorted(k for k, *_ in rows if k.endswith("7"))
     done = report["details"]["import"]
     assert (done["imported"], done["errors"], done["missing"]) == (600 - len(refused), len(refused), len(refused))

@@ -39,14 +39,14 @@ from idstore.errors import RunFailed
 from idstore.lock import LOCK_FOLDER
 from idstore.pipeline.report import RunReport
 from idstore.pipeline.sync_plan import Stamp
-from idstore.pipeline.sync_result import ImportOutcome, ImportPlan, SourceSet
+from idstore.pipeline.sync_result import ImportOutcome, ImportPlan, RunCost, SourceSet
 from idstore.snapshot import Pointer, RecordSize, move_pointer, store_record
 
 log = logging.getLogger(__name__)
 
 ITEMS_PER_OBJECT = 4_000_000  # AWS's advice for items under 1 KB
 MAX_OBJECTS = 50_000  # ImportTable's limit for one import
-MISSING_SAMPLE = 20  # keys the report names when the import did not take every item
+MISSING_SAMPLE = 20  # keys (the smallest) the report names when the import did not take every item
 
 
 @dataclass(frozen=True)
@@ -71,8 +71,6 @@ class ImportTicket:
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "ImportTicket":
-        from idstore.pipeline.sync_result import RunCost
-
         plan = dict(data["plan"])
         plan["write_path"] = RunCost(**plan["write_path"])
         return cls(data["run_id"], data["client_token"], data["staging"], ImportPlan(**plan),
@@ -185,10 +183,10 @@ def _record_of_table(spark: SparkSession, config: Config, ticket: ImportTicket) 
     present = scan_keys(spark, config.dynamodb).withColumnRenamed("key", "_present")
     on = F.col(id_column).cast("string") == F.col("_present")
     held = staged.join(present, on, "left_semi")
-    missing = staged.join(present, on, "left_anti").select(F.col(id_column).cast("string")).persist()
+    missing = staged.join(present, on, "left_anti").select(F.col(id_column).cast("string").alias("key")).persist()
     try:
         count = missing.count()
-        sample = tuple(sorted(row[0] for row in missing.limit(MISSING_SAMPLE).collect()))
+        sample = tuple(row[0] for row in missing.orderBy("key").limit(MISSING_SAMPLE).collect())
     finally:
         missing.unpersist()
     now = datetime.fromisoformat(ticket.pointer.written_at)

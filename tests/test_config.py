@@ -167,3 +167,24 @@ def test_every_config_shipped_in_conf_loads_for_the_jobs_and_the_tooling():
 def test_a_config_file_that_is_not_there_is_a_usage_error_naming_it(tmp_path):
     with pytest.raises(ConfigError, match="--config .*nope.toml: no such file"):
         load_config(str(tmp_path / "nope.toml"))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["dynamodb.create=import", "snapshot.path=/s"], "dynamodb.import_path: create = import stages"),
+    (["dynamodb.create=import", "snapshot.path=/s", "dynamodb.import_path=/local/stage"], "expected an s3:// prefix"),
+    (["dynamodb.create=import", "dynamodb.import_path=s3://b/imports"], "snapshot.path: create = import keeps"),
+    (["dynamodb.create=copy"], "dynamodb.create: expected one of never, import"),
+    (["dynamodb.create_billing_mode=PROVISIONED"], "expected at least 1 each"),
+    (["dynamodb.create_write_capacity=5"], "set only with create_billing_mode = PROVISIONED"),
+])
+def test_a_first_load_by_import_is_checked_at_load(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, overrides)
+
+
+def test_a_first_load_by_import_loads_with_its_staging_and_snapshot():
+    cfg = load_config(None, ["dynamodb.create=import", "dynamodb.import_path=s3://b/imports", "snapshot.path=/s",
+                             "dynamodb.create_billing_mode=PROVISIONED", "dynamodb.create_read_capacity=1",
+                             "dynamodb.create_write_capacity=2"]).dynamodb
+    assert cfg.imports and (cfg.create_read_capacity, cfg.create_write_capacity) == (1, 2)
+    assert not load_config(None, []).dynamodb.imports  # the default: the table must exist

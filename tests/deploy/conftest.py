@@ -1,8 +1,6 @@
 """Fixtures for the deploy tests: production-like configs, a moto server over HTTP, and dist/
 built once per session (quick, and with a real wheelhouse)."""
-import json
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -10,8 +8,6 @@ from pathlib import Path
 from typing import Sequence
 
 import pytest
-from botocore.session import get_session
-from botocore.validate import validate_parameters
 
 from idstore_tools.deploy.config import ToolingConfig, load_tooling_config
 
@@ -99,50 +95,6 @@ def config(make_config) -> ToolingConfig:
     return make_config()
 
 
-@pytest.fixture(scope="session")
-def valid_request():
-    """valid_request(service, operation, params): botocore's own parameter validation, against
-    the service model it ships; raises ParamValidationError naming every problem."""
-    session = get_session()
-
-    def check(service: str, operation: str, params) -> None:
-        model = session.get_service_model(service).operation_model(operation)
-        params = json.loads(json.dumps(params))
-        validate_parameters(params, model.input_shape)
-        problems = list(_model_limits(params, model.input_shape, operation))
-        assert not problems, "\n".join(problems)
-
-    return check
-
-
-def _model_limits(value, shape, where):
-    """What ParamValidator leaves out: enum members and maximum lengths of the same model."""
-    if shape.type_name == "structure" and isinstance(value, dict):
-        for name, member in value.items():
-            if name in shape.members:
-                yield from _model_limits(member, shape.members[name], f"{where}.{name}")
-    elif shape.type_name == "list" and isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _model_limits(item, shape.member, f"{where}[{index}]")
-    elif shape.type_name == "map" and isinstance(value, dict):
-        for key, item in value.items():
-            yield from _model_limits(key, shape.key, f"{where} key")
-            yield from _model_limits(item, shape.value, f"{where}[{key}]")
-    elif shape.type_name == "string" and isinstance(value, str):
-        if shape.enum and value not in shape.enum:
-            yield f"{where}: {value!r} is not one of {shape.enum}"
-        maximum = shape.metadata.get("max")
-        if maximum is not None and len(value) > maximum:
-            yield f"{where}: {len(value)} characters, more than {maximum}"
-        pattern = _python_pattern(shape.metadata.get("pattern"))
-        if pattern and not pattern.fullmatch(value):
-            yield f"{where}: {value!r} does not match {pattern.pattern}"
-    elif shape.type_name in ("integer", "long") and isinstance(value, int):
-        maximum = shape.metadata.get("max")
-        if maximum is not None and value > maximum:
-            yield f"{where}: {value} is more than {maximum}"
-
-
 @pytest.fixture
 def aws_env(monkeypatch):
     """moto accepts any credentials; none from the caller's environment are used."""
@@ -174,16 +126,6 @@ def aws(moto_endpoint):
                             aws_access_key_id="testing", aws_secret_access_key="testing")
 
     return make
-
-
-def _python_pattern(pattern):
-    """The model's (Java) regex, when Python reads it the same way; else None."""
-    if not pattern:
-        return None
-    try:
-        return re.compile(pattern, re.DOTALL)
-    except re.error:
-        return None
 
 
 # -- dist/, built once per session --------------------------------------------------------------

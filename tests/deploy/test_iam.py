@@ -121,3 +121,32 @@ def test_orchestration_roles_use_wildcards_only_for_clusters_and_runs_made_per_r
     if machine == "SchedulerRole":
         [policy] = template["Resources"][machine]["Properties"]["Policies"]
         assert statements_of(policy["PolicyDocument"])[0]["Resource"] == names.state_machine_arn("idstore")
+
+
+def test_a_first_load_by_import_is_granted_what_the_import_needs_and_no_more(make_config):
+    """AWS's guide to the import lists its caller's permissions: ImportTable and DescribeImport, the
+    source objects (GetObject, ListBucket) and the /aws-dynamodb/ log group; written out by hand here."""
+    without = {a for s in statements_of(iam.job_policy(make_config())) for a in as_list(s["Action"])}
+    assert not {a for a in without if "Import" in a or a.startswith("logs:")}
+
+    config = make_config(["dynamodb.create=import", "dynamodb.import_path=s3://example-staging/imports",
+                          "dynamodb.ttl_attribute=expires_at", "dynamodb.ttl_days=30",
+                          "dynamodb.create_kms_key_id=1111aaaa-22bb-33cc-44dd-555555eeeeee"])
+    granted = {}
+    for statement in statements_of(iam.job_policy(config)):
+        for resource in as_list(statement["Resource"]):
+            granted.setdefault(resource, set()).update(as_list(statement["Action"]))
+    table = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/IdentifierStore"
+    assert granted[table] == {"dynamodb:DescribeTable", "dynamodb:BatchWriteItem", "dynamodb:Scan",
+                              "dynamodb:ImportTable", "dynamodb:DescribeImport",
+                              "dynamodb:DescribeTimeToLive", "dynamodb:UpdateTimeToLive"}
+    assert granted[f"{table}/import/*"] == {"dynamodb:ImportTable", "dynamodb:DescribeImport"}
+    assert granted[f"arn:aws:logs:us-east-1:{ACCOUNT}:log-group:/aws-dynamodb/*"] == {
+        "logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogGroups", "logs:DescribeLogStreams",
+        "logs:PutLogEvents", "logs:PutRetentionPolicy"}
+    assert {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"} <= granted["arn:aws:s3:::example-staging/imports/*"]
+    assert granted["arn:aws:s3:::example-staging"] == {"s3:ListBucket"}
+    assert granted[f"arn:aws:kms:us-east-1:{ACCOUNT}:key/1111aaaa-22bb-33cc-44dd-555555eeeeee"] == {
+        "kms:DescribeKey", "kms:CreateGrant"}
+    # settings the config does not turn on are not granted
+    assert not {"dynamodb:UpdateContinuousBackups", "dynamodb:UpdateTable"} & set().union(*granted.values())

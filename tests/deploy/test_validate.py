@@ -80,6 +80,10 @@ def test_a_table_with_another_key_or_billing_mode_fails(make_config, moto_overri
     config = make_config([*moto_overrides, "dynamodb.table=NoSuchTable"])
     [missing] = [c for c in run_checks(config) if c.name.startswith("DynamoDB table")]
     assert not missing.ok and "not found" in missing.detail
+    config = make_config([*moto_overrides, "dynamodb.table=NoSuchTable", "dynamodb.create=import",
+                          "dynamodb.import_path=s3://example-staging/imports"])
+    [created_later] = [c for c in run_checks(config) if c.name.startswith("DynamoDB table")]
+    assert created_later.ok and "the first sync creates it by import" in created_later.detail
 
 
 def test_a_secret_without_a_password_fails_without_showing_its_value(make_config, moto_overrides, deployed, aws):

@@ -18,6 +18,13 @@ READ = ("s3:GetObject",)
 WRITE = ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload")
 DYNAMODB_ACTIONS = ("dynamodb:DescribeTable", "dynamodb:BatchWriteItem", "dynamodb:Scan")
 KMS_ACTIONS = ("kms:Decrypt", "kms:GenerateDataKey")
+# DynamoDB's import from S3 (dynamodb.create = import): the call, its status, and the log group it
+# writes its errors to (the caller's permissions, as AWS's guide for the import lists them)
+IMPORT_ACTIONS = ("dynamodb:ImportTable", "dynamodb:DescribeImport")
+IMPORT_LOG_ACTIONS = ("logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogGroups",
+                      "logs:DescribeLogStreams", "logs:PutLogEvents", "logs:PutRetentionPolicy")
+# a customer managed key for the new table: DynamoDB checks it and takes a grant on it as the caller
+TABLE_KEY_ACTIONS = ("kms:DescribeKey", "kms:CreateGrant")
 # .sync integrations watch their job through an EventBridge rule Step Functions manages
 SYNC_RULE_ACTIONS = ("events:PutTargets", "events:PutRule", "events:DescribeRule")
 
@@ -79,6 +86,7 @@ def job_statements(config: ToolingConfig, version: Optional[str] = None) -> List
         "Sid": "IdTable", "Effect": "Allow", "Action": list(DYNAMODB_ACTIONS),
         "Resource": arn("dynamodb", config.run.dynamodb.region, account, f"table/{config.run.dynamodb.table}"),
     })
+    statements += _import_statements(config)
     if config.run.source.secret_id:
         statements.append({"Sid": "SourceSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
                            "Resource": secret_arn(config)})
@@ -90,6 +98,33 @@ def job_statements(config: ToolingConfig, version: Optional[str] = None) -> List
             "Resource": "*",  # PutMetricData has no resource type; the condition holds it to one namespace
             "Condition": {"StringEquals": {"cloudwatch:namespace": config.run.cloudwatch.namespace}},
         })
+    return statements
+
+
+def _import_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
+    """A first load by import: ImportTable and DescribeImport on the table and its imports, the
+    settings applied after it (only those the config turns on), and the import's log group."""
+    cfg = config.run.dynamodb
+    if not cfg.imports:
+        return []
+    region, account = config.run.aws.region, _account(config)
+    table = arn("dynamodb", region, account, f"table/{cfg.table}")
+    settings = [*(("dynamodb:DescribeTimeToLive", "dynamodb:UpdateTimeToLive") if cfg.ttl_attribute else ()),
+                *(("dynamodb:UpdateContinuousBackups",) if cfg.create_point_in_time_recovery else ()),
+                *(("dynamodb:UpdateTable",) if cfg.create_deletion_protection else ())]
+    statements: List[Dict[str, Any]] = [
+        # an import's id is made by DynamoDB: its ARN is table/<name>/import/<id>
+        {"Sid": "ImportTable", "Effect": "Allow", "Action": list(IMPORT_ACTIONS),
+         "Resource": [table, f"{table}/import/*"]},
+        {"Sid": "ImportLogs", "Effect": "Allow", "Action": list(IMPORT_LOG_ACTIONS),
+         "Resource": arn("logs", region, account, "log-group:/aws-dynamodb/*")},  # DynamoDB names its streams
+    ]
+    if settings:
+        statements.append({"Sid": "ImportedTableSettings", "Effect": "Allow", "Action": settings, "Resource": table})
+    if cfg.create_kms_key_id:
+        key = cfg.create_kms_key_id
+        statements.append({"Sid": "ImportedTableKey", "Effect": "Allow", "Action": list(TABLE_KEY_ACTIONS),
+                           "Resource": key if key.startswith("arn:") else arn("kms", region, account, f"key/{key}")})
     return statements
 
 

@@ -58,5 +58,7 @@ def data_locations(config: ToolingConfig) -> List[Tuple[str, str, bool]]:
         ("output.quarantine_path", run.output.quarantine_path, False),
         ("report.path", run.report.path, False),
         ("source.unload_tempdir", run.source.unload_tempdir, False),
+        # staged by the sync, read by DynamoDB's import as the caller, then removed
+        ("dynamodb.import_path", run.dynamodb.import_path if run.dynamodb.imports else "", False),
         ("emr.log_uri", config.emr.log_uri, False),
     ]

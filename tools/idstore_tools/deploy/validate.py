@@ -82,6 +82,9 @@ def check_table(config: ToolingConfig) -> Check:
     try:
         table = client.describe_table(TableName=cfg.table)["Table"]
     except client.exceptions.ResourceNotFoundException:
+        if cfg.imports:  # the first sync creates it
+            return Check(name, True, f"not found in {cfg.region}: the first sync creates it by import "
+                                     f"(dynamodb.create = import, staged under {cfg.import_path})")
         return Check(name, False, f"not found in {cfg.region}")
     problems = []
     key_schema = [(k["AttributeName"], k["KeyType"]) for k in table["KeySchema"]]

@@ -14,6 +14,12 @@ equal to that budget, in mirror mode, writing title and price as attributes.
   run 2, full      table A with --full: every id put again, the table scanned for what left
   run 2, delta     table B as a delta run: only what changed is written, what left is deleted
 
+and a first load both ways, on the same set before the churn:
+
+  run 1 (full)     table A above: the write path, every id put at the emulator's budget
+  run 1 (import)   table C, which does not exist: dynamodb.create = import, in moto (DynamoDB and
+                   S3 both), staged as gzip DynamoDB JSON, imported, read back and compared
+
 Measured from the run reports (consumed units, phases) and from the emulator (its own count of
 write units consumed, items written and deleted, Scan calls, the per-second series), and by the
 clock around each spark-submit. Both tables are read back at the end and compared with the
@@ -36,6 +42,9 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench-results"
 SOURCE_TABLE = "bench_sync_source"
 TABLES = {"A": "BenchSyncFull", "B": "BenchSyncDelta"}
+IMPORTED = "BenchSyncImported"  # created by the import run, in moto
+STAGING_BUCKET = "bench-sync-staging"
+GB = 2 ** 30
 KEY = "product_id"
 REGION = "us-east-1"
 LEAVE, ARRIVE, CHANGE = 0.004, 0.004, 0.002  # shares of the set: 1% churn in all
@@ -216,6 +225,82 @@ def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator
     return out
 
 
+def run_import(conf: Path, data: Path, logs: Path, info) -> Dict[str, Any]:
+    """A first load by import into a table that does not exist, in moto, as a whole spark-submit."""
+    from idstore_tools.local.stack import MOTO_ENV, aws_client
+    from idstore_tools.local_submit import spark_submit
+
+    aws_client("s3", info.moto_endpoint).create_bucket(Bucket=STAGING_BUCKET)
+    run_id = f"bench-import-{uuid.uuid4().hex[:6]}"
+    sets = {
+        "dynamodb.table": IMPORTED, "dynamodb.create": "import", "dynamodb.import_path": f"s3://{STAGING_BUCKET}/imports",
+        "dynamodb.mode": "mirror", "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
+        "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{IMPORTED}"),
+    }
+    args = ["--config", str(conf), "--run-id", run_id]
+    for key, value in sets.items():
+        args += ["--set", f"{key}={value}"]
+    print(f"-- run 1 (import): {IMPORTED} ...", flush=True)
+    started = time.monotonic()
+    result = spark_submit("sync", args, env=MOTO_ENV, timeout=7200)
+    wall = time.monotonic() - started
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{run_id}.log").write_text(result.stdout + result.stderr)
+    report_path = data / "reports" / "sync" / f"run_id={run_id}.json"
+    if result.returncode != 0 or not report_path.exists():
+        tail = (result.stdout + result.stderr)[-4000:]
+        raise RuntimeError(f"import: spark-submit exited {result.returncode}\n{tail}")
+    report = json.loads(report_path.read_text())
+    imported = report["details"]["import"]
+    out = {"name": "run 1 (import)", "table": IMPORTED, "run_id": run_id, "wall_s": round(wall, 1),
+           "durations_s": report["durations_s"], "import": imported, "counts": report["counts"],
+           "writer_wcu": report["details"].get("consumed_wcu", 0.0)}
+    print(f"   imported {imported['imported']:,} items: {imported['staged_bytes']:,} bytes staged "
+          f"({imported['gb']:.3f} GB, {imported['objects']} objects), ${imported['cost_usd']:.6f}; stage "
+          f"{report['durations_s'].get('stage', 0):.1f} s, import {imported['seconds']:.1f} s, "
+          f"spark-submit {wall:.1f} s", flush=True)
+    return out
+
+
+def moto_items(info, table: str) -> List[Dict[str, Any]]:
+    from idstore_tools.local.stack import aws_client
+    from idstore_tools.testing.readback import scan_items
+
+    return list(scan_items(aws_client("dynamodb", info.moto_endpoint), table))
+
+
+def first_load_table(n: int, write: Dict[str, Any], imp: Dict[str, Any], prices, rate: float) -> Tuple[str, Dict]:
+    """The first load both ways, side by side, and its price scaled to 10M and 100M ids."""
+    i = imp["import"]
+    write_units = write["emulator"]["wcu"]
+    lines = [
+        "| first load | bytes staged (uncompressed) | write units | cost $ | import / write phase s "
+        "| whole run s (spark-submit) |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| write path (table A, emulator at {rate:,.0f} WCU/s) | 0 | {write_units:,.0f} | {money(write['usd'])} "
+        f"| {write['write_phase_s']:.1f} | {write['wall_s']:.1f} |",
+        f"| import (table C, moto) | {i['staged_bytes']:,} ({i['gb']:.3f} GB, {i['objects']} objects) "
+        f"| {imp['writer_wcu']:,.0f} | {money(i['cost_usd'])} "
+        f"| {i['seconds']:.1f} (+ {imp['durations_s'].get('stage', 0):.1f} staging) | {imp['wall_s']:.1f} |",
+        f"| ratio import / write path | | | {pct(ratio(i['cost_usd'], write['usd']))} | | "
+        f"{pct(ratio(imp['wall_s'], write['wall_s']))} |",
+        "",
+        f"| ids | write path: write units | write path $ | write path at {rate:,.0f} WCU/s | at 1,000 WCU/s "
+        "| import: GB staged | import $ |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    scaled = []
+    for ids in (n, 10_000_000, 100_000_000):
+        scale = ids / n
+        units, gb = write_units * scale, i["gb"] * scale
+        row = {"ids": ids, "write_units": units, "write_usd": write["usd"] * scale,
+               "import_gb": gb, "import_usd": gb * prices.import_usd_per_gb}
+        scaled.append(row)
+        lines.append(f"| {ids:,} | {units:,.0f} | {money(row['write_usd'])} | {units / rate / 3600:,.1f} h "
+                     f"| {units / 1000 / 3600:,.1f} h | {gb:,.2f} | {money(row['import_usd'])} |")
+    return "\n".join(lines), {"scaled": scaled}
+
+
 # ---------------------------------------------------------------- reporting
 
 def usd(write_units: float, read_units: float, prices) -> float:
@@ -340,6 +425,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             print(f"   generated in {create_source(info, n):.1f} s", flush=True)
             first_a = run_sync("run 1 (full)", conf, data, logs, TABLES["A"], emulator, args.rate)
             first_b = run_sync("run 1 (full), table B", conf, data, logs, TABLES["B"], emulator, args.rate)
+            imported = run_import(conf, data, logs, info)
+            imported["readback"] = compare(moto_items(info, IMPORTED), source_rows(info))
             changes = churn(info, n)
             print(f"-- churn: {changes['left']:,} ids left, {changes['arrived']:,} arrived, "
                   f"{changes['changed']:,} changed their title ({changes['seconds']} s)", flush=True)
@@ -364,6 +451,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     text = [head, "", run_table(runs), ""]
     costs, cost_rows = cost_table(n, full, dlt)
     text += [f"cost at those prices, scaled linearly from {n:,} ids:", "", costs, ""]
+    first_load, first_load_raw = first_load_table(n, first_a, imported, prices, args.rate)
+    check = imported["readback"]
+    text += [f"first load, the write path against DynamoDB's import from S3 (${prices.import_usd_per_gb:g} per GB "
+             f"of uncompressed input); moto's import time is moto's, not AWS's:", "", first_load, "",
+             f"table C ({IMPORTED}, imported): {check['table_items']:,} items for {check['source_ids']:,} source ids; "
+             f"items lost / wrong: {check['missing'] + check['extra'] + check['wrong_attributes']:,}", ""]
     for name, check in checks.items():
         lost = check["missing"] + check["extra"] + check["wrong_attributes"]
         text.append(f"table {name} ({TABLES[name]}): {check['table_items']:,} items for {check['source_ids']:,} "
@@ -376,9 +469,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     raw = {
         "ids": n, "rate_wcu": args.rate, "latency_ms": args.latency_ms, "cores": os.cpu_count(),
         "prices": {"write_unit_usd_per_million": prices.write_unit_usd_per_million,
-                   "read_unit_usd_per_million": prices.read_unit_usd_per_million},
+                   "read_unit_usd_per_million": prices.read_unit_usd_per_million,
+                   "import_usd_per_gb": prices.import_usd_per_gb},
         "churn": changes, "source_ids_after_churn": source_count, "runs": [first_a, first_b, full, dlt],
         "readback": checks, "cost_scaled": cost_rows, "verdicts": verdicts(full, dlt),
+        "first_load": {"import": imported, **first_load_raw},
         "bench_seconds": round(time.monotonic() - started, 1),
     }
     (args.out / "bench-sync.json").write_text(json.dumps(raw, indent=1) + "\n")

@@ -72,9 +72,13 @@ def test_the_budget_holds_when_more_tasks_run_than_the_driver_planned_for(spark)
     active = [i for i, wcu in enumerate(series) if wcu > 0]
     middle = series[active[0] + 1:active[-1]]
     assert len(middle) >= 3, series
-    # 2 tasks at the planned task rate would put ~2,000 WCU/s on the table. Spark's pauses
-    # between tasks only lower the seconds, so the lower bound looks at the best second.
-    assert max(middle) <= 1.15 * budget, series
+    # 2 tasks at the planned task rate would put ~2,000 WCU/s on the table. The upper bound
+    # reads two-second windows: a stalled process (the emulator shares its GIL with the test)
+    # records some writes a second late, which moves units between neighbouring seconds but
+    # cannot hide a doubled rate. Spark's pauses between tasks only lower the seconds, so the
+    # lower bound looks at the best second.
+    windows = [(a + b) / 2 for a, b in zip(middle, middle[1:])]
+    assert max(windows) <= 1.15 * budget, series
     assert max(middle) >= 0.75 * budget, series
 
 

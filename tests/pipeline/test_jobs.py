@@ -49,7 +49,8 @@ def test_a_job_without_its_config_is_a_usage_error_before_anything_starts(capsys
 def test_each_job_publishes_its_own_figures_and_the_names_are_cloudwatch_metric_names():
     assert set(JOBS) == {"sync", "filter"}
     assert set(SYNC.metrics) == {"ItemsPut", "ItemsDeleted", "ItemsRejected", "ItemsUnchanged", "ConsumedWCU",
-                                 "ConsumedRCU", "Throttles", "RunCostUSD"}
+                                 "ConsumedRCU", "Throttles", "RunCostUSD", "ItemsImported", "ImportGB",
+                                 "ImportSeconds", "ImportCostUSD", "WritePathCostUSD"}
     assert set(FILTER.metrics) == {"EventsRead", "EventsMatched", "EventsQuarantined"}
     assert not set(SYNC.metrics) & set(FILTER.metrics)  # each figure has one job
     assert not (set(SYNC.metrics) | set(FILTER.metrics)) & set(M.RUN_METRICS)  # and is not a run figure

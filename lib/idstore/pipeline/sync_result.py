@@ -144,6 +144,12 @@ class ImportOutcome:
     seconds: float
     staging_removed: bool
 
+    def text(self) -> str:
+        return (f"import {self.arn} ({'resumed, ' if self.resumed else ''}{self.status}): {self.imported:,} of "
+                f"{self.plan.items:,} items imported, {self.errors:,} errors, {self.missing:,} left to the writer; "
+                f"{self.plan.gb:,.3f} GB, ${self.plan.usd:,.6f}, {self.seconds:,.0f} s "
+                f"(the write path: {self.plan.write_path.text()})")
+
     @property
     def settled(self) -> bool:
         """The table holds this run's whole set: nothing is left for the write path."""
@@ -327,10 +333,11 @@ class SyncResult(JobResult):
             details["rejected_by_reason"] = dict(self.source.rejected_by_reason)
         if self.quarantine:
             details["quarantine"] = self.quarantine
-        if self.imported:
-            details["import"] = self.imported.as_dict()
+        if self.imported:  # a line for the summary, the figures for the report
+            details["imported"], details["import"] = self.imported.text(), self.imported.as_dict()
         elif self.import_plan:
-            details["import"] = {"plan": self.import_plan.text(self.table, self.dry_run), **self.import_plan.as_dict()}
+            plan = self.import_plan.text(self.table, self.dry_run)
+            details["import_plan"], details["import"] = plan, {"plan": plan, **self.import_plan.as_dict()}
         if self.path_note:
             details["path"] = self.path_note
         if self.plan:

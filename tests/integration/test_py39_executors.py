@@ -126,11 +126,10 @@ def test_sync_and_filter_run_on_python_39_driver_and_executors(stack, pg, instal
     cur.execute("drop table if exists py39_program")
     cur.execute("create table py39_program (product_id text)")
     cur.executemany("insert into py39_program values (%s)", [(i,) for i in IDS])
+    # no table: the sync creates it by import, so the 3.9 executors stage the set too
     table = f"py39-{uuid.uuid4().hex[:8]}"
     ddb = aws_client("dynamodb", stack.moto_endpoint)
-    ddb.create_table(TableName=table, BillingMode="PAY_PER_REQUEST",
-                     KeySchema=[{"AttributeName": "product_id", "KeyType": "HASH"}],
-                     AttributeDefinitions=[{"AttributeName": "product_id", "AttributeType": "S"}])
+    staging = f"{create_bucket(stack, 'idstore-py39-staging')}/imports"
     data = tmp_path / "data"
     events = data / "failure-events" / f"dt={DAY}"
     events.mkdir(parents=True)
@@ -143,9 +142,12 @@ def test_sync_and_filter_run_on_python_39_driver_and_executors(stack, pg, instal
     conf.write_text(text)
 
     record = tmp_path / "interpreters.jsonl"
-    code, output = _submit(stack, installed, "sync", conf, record=record)
+    code, output = _submit(stack, installed, "sync", conf, "--set", "dynamodb.create=import",
+                           "--set", f"dynamodb.import_path={staging}", record=record)
     assert code == 0, output[-4000:]
     assert scan_key_set(ddb, table, "product_id") == set(IDS)
+    (sync_report,) = (data / "reports" / "sync").glob("run_id=*.json")
+    assert json.loads(sync_report.read_text())["details"]["import"]["imported"] == len(IDS)
 
     code, output = _submit(stack, installed, "filter", conf, "--from", DAY, "--to", DAY, record=record)
     assert code == 0, output[-4000:]

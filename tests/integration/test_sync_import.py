@@ -101,12 +101,13 @@ def test_a_first_load_by_import_then_a_delta_run_writes_only_the_churn(pg, setup
     assert staged_objects(setup.s3, setup.bucket) == [] and setup.table not in setup.ddb.list_tables()["TableNames"]
 
     before = time.time()
-    code, output, first = run_job("sync", setup.conf, *setup.args)
+    settings = with_set("dynamodb.create_point_in_time_recovery=true", "dynamodb.create_deletion_protection=true")
+    code, output, first = run_job("sync", setup.conf, *setup.args, *settings)
     after = time.time()
     assert code == 0, output
     done = first["details"]["import"]
     assert (done["imported"], done["errors"], done["missing"], done["resumed"]) == (3000, 0, 0, False)
-    assert done["status"] == "COMPLETED" and done["staging_removed"] and "ttl=expires_at" in done["settings"]
+    assert done["status"] == "COMPLETED" and done["staging_removed"]
     assert "written" not in first["counts"] and "writer" not in first["details"]  # no write unit spent
     assert first["metrics"]["ItemsImported"] == 3000 and first["metrics"]["ImportCostUSD"] == done["cost_usd"]
     assert "import" in output and "ETA" in output  # the progress line
@@ -115,6 +116,10 @@ def test_a_first_load_by_import_then_a_delta_run_writes_only_the_churn(pg, setup
     assert attributes == model(rows)
     ttl = setup.ddb.describe_time_to_live(TableName=setup.table)["TimeToLiveDescription"]
     assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "expires_at")
+    backups = setup.ddb.describe_continuous_backups(TableName=setup.table)["ContinuousBackupsDescription"]
+    assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+    assert setup.ddb.describe_table(TableName=setup.table)["Table"]["DeletionProtectionEnabled"]
+    assert done["settings"] == ["ttl=expires_at", "point_in_time_recovery", "deletion_protection"]
     expiries = {int(item["expires_at"]["N"]) for item in items.values()}
     assert len(expiries) == 1 and before + TTL_DAYS * 86400 - 1 <= expiries.pop() <= after + TTL_DAYS * 86400
     assert {item["run_id"]["S"] for item in items.values()} == {first["run_id"]}

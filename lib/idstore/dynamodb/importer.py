@@ -105,9 +105,13 @@ def follow_import(cfg: DynamoDBConfig, arn: str, items: int, still_ours: Callabl
         still_ours()
 
 
-def wait_active(cfg: DynamoDBConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+def wait_active(cfg: DynamoDBConfig, sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+    """The table's description once it is ACTIVE."""
     ddb, deadline = client(cfg), time.monotonic() + ACTIVE_WAIT_S
-    while ddb.describe_table(TableName=cfg.table)["Table"]["TableStatus"] != "ACTIVE":
+    while True:
+        table = ddb.describe_table(TableName=cfg.table)["Table"]
+        if table["TableStatus"] == "ACTIVE":
+            return table
         if time.monotonic() > deadline:
             raise TimeoutError(f"{cfg.table} is not ACTIVE {ACTIVE_WAIT_S} s after its import")
         sleep(2)
@@ -115,9 +119,9 @@ def wait_active(cfg: DynamoDBConfig, sleep: Callable[[float], None] = time.sleep
 
 def apply_settings(cfg: DynamoDBConfig) -> List[str]:
     """What the import's table-creation parameters cannot set, applied once the table is ACTIVE:
-    the TTL, point-in-time recovery, deletion protection. Each is idempotent; returns what was set."""
-    wait_active(cfg)
-    ddb, applied = client(cfg), []
+    the TTL, point-in-time recovery, deletion protection. A resumed run may find some already
+    set, so each is set only when it is not; returns what the table has."""
+    table, ddb, applied = wait_active(cfg), client(cfg), []
     if cfg.ttl_attribute:
         ttl = ddb.describe_time_to_live(TableName=cfg.table)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
@@ -129,6 +133,7 @@ def apply_settings(cfg: DynamoDBConfig) -> List[str]:
             "PointInTimeRecoveryEnabled": True})
         applied.append("point_in_time_recovery")
     if cfg.create_deletion_protection:
-        ddb.update_table(TableName=cfg.table, DeletionProtectionEnabled=True)
+        if not table.get("DeletionProtectionEnabled"):
+            ddb.update_table(TableName=cfg.table, DeletionProtectionEnabled=True)
         applied.append("deletion_protection")
     return applied

@@ -1,8 +1,9 @@
 """The sync job: source ids -> validated set -> DynamoDB table (upsert or mirror), reconciled.
 
 A run is a sequence of stages, each a function of its inputs returning a typed result:
-read and validate -> guards -> lock -> strategy (delta against the record, or full) -> plan
-(the diff, or mirror's Scan) -> puts -> deletes -> reconcile -> the new record. Each result
+read and validate -> guards -> lock -> the table, or a first load by import when there is none
+(sync_import.py) -> strategy (delta against the record, or full) -> plan (the diff, or mirror's
+Scan) -> puts -> deletes -> reconcile -> the new record. Each result
 goes into the run's SyncResult as it arrives, and the report is rendered from that, so a run
 that stops half-way still reports what it saw. A re-run repeats the same puts and deletes
 (idempotent) against the same record, so it converges after any failure.
@@ -10,7 +11,7 @@ that stops half-way still reports what it saw. A re-run repeats the same puts an
 import logging
 from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
-from typing import Any, Iterator, Mapping, Optional, cast
+from typing import Any, Iterator, Mapping, Optional, Tuple, cast
 
 from botocore.exceptions import ClientError
 from pyspark import StorageLevel
@@ -176,6 +177,32 @@ def plan_import_only(spark: SparkSession, config: Config, source: SourceSet, sta
              f"; {result.path_note}" if result.path_note else "")
 
 
+def table_or_import(spark: SparkSession, config: Config, report: RunReport, source: SourceSet, stamp: Stamp,
+                    options: SyncOptions, lock: Optional[TableLock]
+                    ) -> Optional[Tuple[Mapping[str, Any], Optional[delta.Strategy]]]:
+    """The table the run writes, and the strategy an import leaves it (else None: chosen from the
+    record); None when the run ends here: a dry run's import plan, or an import that took the whole set."""
+    result, cfg = cast(SyncResult, report.result), config.dynamodb
+    table = find_table(cfg)
+    ticket = read_ticket(config) if cfg.imports else None  # an import a killed run left under way
+    if not ticket and not (table is None and cfg.imports):
+        if table is None:
+            raise no_table(cfg)
+        if cfg.imports:
+            result.path_note = f"{cfg.table} exists: the write path (an import only ever creates a new table)"
+            log.info("%s", result.path_note)
+        return table, None
+    if options.dry_run:
+        plan_import_only(spark, config, source, stamp, ticket, result)
+        return None
+    outcome, pointer = import_first_load(spark, config, source, stamp, ticket, report,
+                                         lock.check if lock else lambda: None)
+    result.imported, result.snapshot = outcome, pointer.path
+    if outcome.settled:
+        return None
+    return ddb.describe_table(cfg), continue_after(spark, outcome, pointer)
+
+
 # -- the run ----------------------------------------------------------------------------
 def run_sync(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
              options: Optional[SyncOptions] = None) -> None:
@@ -202,25 +229,10 @@ def _sync(spark: SparkSession, config: Config, report: RunReport, environ: Mappi
     if source.distinct_ids == 0:
         log.warning("the source returned no valid ids")
 
-    table, strategy = find_table(config.dynamodb), None
-    ticket = read_ticket(config) if config.dynamodb.imports else None
-    if ticket or (table is None and config.dynamodb.imports):
-        if options.dry_run:
-            plan_import_only(spark, config, source, stamp, ticket, result)
-            return
-        outcome, pointer = import_first_load(spark, config, source, stamp, ticket, report,
-                                             lock.check if lock else lambda: None)
-        result.imported, result.snapshot = outcome, pointer.path
-        if outcome.settled:
-            return
-        table, strategy = ddb.describe_table(config.dynamodb), continue_after(spark, outcome, pointer)
-    elif table is None:
-        raise no_table(config.dynamodb)
-    elif config.dynamodb.imports:
-        result.path_note = (f"{config.dynamodb.table} exists: the write path (an import only ever creates a "
-                            "new table)")
-        log.info("%s", result.path_note)
-
+    path = table_or_import(spark, config, report, source, stamp, options, lock)
+    if path is None:
+        return
+    table, strategy = path
     with report.timed("plan"):
         changes = plan_changes(spark, config, source, table, stamp, options.full, strategy)
         plan = result.plan = plan_sync(spark, config, source, table, changes)

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from botocore.exceptions import ClientError
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -34,6 +35,7 @@ from pyspark.sql import functions as F
 from idstore import delta, io
 from idstore.config import Config
 from idstore.dynamodb import importer
+from idstore.dynamodb.scanner import scan_keys
 from idstore.dynamodb.staging import STAGED_DDL, staging_encoder
 from idstore.errors import RunFailed
 from idstore.lock import LOCK_FOLDER
@@ -160,8 +162,10 @@ def _left_behind(config: Config) -> str:
     """What a failed import left in place of the table, and what the next run does about it."""
     try:
         table = importer.client(config.dynamodb).describe_table(TableName=config.dynamodb.table)["Table"]
-    except Exception:  # noqa: BLE001 - no table (or none we can see): the next run imports again
-        return "DynamoDB left no table, so the next run imports again"
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            return "DynamoDB left no table, so the next run imports again"
+        return f"whether DynamoDB left a table could not be told ({exc}): describe {config.dynamodb.table} to see"
     return (f"DynamoDB left the table {config.dynamodb.table} ({table.get('TableStatus')}, "
             f"{table.get('ItemCount', 0)} items): the next run finds it and takes the write path, putting every id; "
             "delete the table first to import again instead")
@@ -176,8 +180,6 @@ def _failed(config: Config, ticket: ImportTicket, state: importer.ImportState) -
 
 def _record_of_table(spark: SparkSession, config: Config, ticket: ImportTicket) -> Tuple[Pointer, int, Tuple[str, ...]]:
     """The staged record without the keys the table lacks (found by a Scan); how many, and the first."""
-    from idstore.dynamodb.scanner import scan_keys
-
     id_column = config.source.id_column
     staged = spark.read.parquet(ticket.pointer.path)
     present = scan_keys(spark, config.dynamodb).withColumnRenamed("key", "_present")

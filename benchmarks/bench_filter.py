@@ -68,7 +68,7 @@ def event_schema(wide: bool) -> str:
 
 def _day_job(task):
     """One day of JSON.gz events, then the same events as Parquet (pyarrow, snappy)."""
-    root, parquet_root, day_index, n_events, match_ids, other_ids, fraction, files_per_day, spelling = task
+    root, parquet_root, day_index, n_events, match_ids, other_ids, fraction, files_per_day, spelling, json_only = task
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
@@ -77,8 +77,8 @@ def _day_job(task):
     day = START + timedelta(days=day_index)
     write_event_archive(root, day, 1, n_events, match_ids, other_ids, fraction, seed=1000 + day_index,
                         files_per_day=files_per_day, spelling=spelling)
-    if spelling != "compact":
-        return day.isoformat()  # the other spelling is for the json.gz whole-run benchmark only
+    if spelling != "compact" or json_only:
+        return day.isoformat()  # for the json.gz whole-run benchmark only
     # the same events, 20 fields in detail (same seed: same ids, same order)
     write_event_archive(str(Path(root).parent / "json.gz-wide"), day, 1, n_events, match_ids, other_ids,
                         fraction, seed=1000 + day_index, files_per_day=files_per_day,
@@ -116,13 +116,14 @@ def write_pointer(data: Path) -> None:
 
 
 def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per_day: int,
-                spelling: str = "compact") -> Path:
+                spelling: str = "compact", json_only: bool = False) -> Path:
     """The cached archive for these parameters; generated (2 processes) when missing.
 
-    `spelling` "json.dumps": json.gz only, written as Python's json.dumps writes (datagen)."""
+    `spelling` "json.dumps": json.gz only, written as Python's json.dumps writes (datagen).
+    `json_only`: json.gz only, for the whole-run benchmark (no Parquet, no wide copy)."""
     name = f"events{n_events}-days{days}-ids{n_ids}-match{fraction}-files{files_per_day}"
     data = RESULTS / "filter-data" / (name if spelling == "compact" else f"{name}-{spelling}")
-    if (data / "COMPLETE").exists() and (spelling != "compact" or (data / "json.gz-wide").exists()):
+    if (data / "COMPLETE").exists() and (spelling != "compact" or json_only or (data / "json.gz-wide").exists()):
         print(f"bench-filter: using cached data in {data.relative_to(REPO)}", flush=True)
         write_pointer(data)
         return data
@@ -142,7 +143,7 @@ def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per
     write_pointer(data)
     per_day = [n_events // days + (1 if i < n_events % days else 0) for i in range(days)]
     tasks = [(str(data / "json.gz"), str(data / "parquet"), i, per_day[i], match_ids, other_ids, fraction,
-              files_per_day, spelling) for i in range(days)]
+              files_per_day, spelling, json_only) for i in range(days)]
     with Pool(2) as pool:
         for day in pool.imap_unordered(_day_job, tasks):
             print(f"  {day} done ({time.monotonic() - started:.0f} s)", flush=True)

@@ -111,7 +111,8 @@ def main(argv=None) -> int:
              "|---:|---:|---:|---:|"]
     verdicts = []
     for fraction in (float(f) for f in args.fractions.split(",")):
-        archives = {n: ensure_data(n, args.days, args.ids, fraction, args.files_per_day, args.spelling) for n in sizes}
+        archives = {n: ensure_data(n, args.days, args.ids, fraction, args.files_per_day, args.spelling,
+                                  json_only=True) for n in sizes}
         times: Dict[str, Dict[int, List[float]]] = {name: {n: [] for n in sizes} for name in CONTENDERS}
         with tempfile.TemporaryDirectory(prefix="bench-filter-runs-") as tmp:
             for round_ in range(args.rounds):

@@ -168,27 +168,26 @@ def compare(items: List[Dict[str, Any]], source: Dict[str, Tuple[str, int]]) -> 
 
 # ---------------------------------------------------------------- one run
 
-def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator: Emulator, rate: float,
-             *flags: str) -> Dict[str, Any]:
+def table_sets(data: Path, table: str) -> Dict[str, str]:
+    """What every run of this benchmark sets: its table, mirror mode, the source and its snapshot path."""
+    return {"dynamodb.table": table, "dynamodb.mode": "mirror",
+            "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
+            "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{table}")}
+
+
+def submit_sync(name: str, conf: Path, data: Path, logs: Path, sets: Dict[str, str],
+                flags: Tuple[str, ...] = ()) -> Tuple[Dict[str, Any], float]:
+    """One sync as its own spark-submit, `sets` as --set overrides: its report and wall seconds."""
     from idstore_tools.local.stack import MOTO_ENV
     from idstore_tools.local_submit import spark_submit
 
     run_id = f"bench-{name.replace(' ', '-').replace(',', '')}-{uuid.uuid4().hex[:6]}"
-    sets = {
-        "dynamodb.table": table, "dynamodb.endpoint_url": emulator.url, "dynamodb.write_rate": f"{rate:g}",
-        "dynamodb.mode": "mirror", "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
-        "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{table}"),
-    }
     args = ["--config", str(conf), "--run-id", run_id, *flags]
     for key, value in sets.items():
         args += ["--set", f"{key}={value}"]
-    print(f"-- {name}: {table} {' '.join(flags)} ...", flush=True)
-    before = emulator.admin("metrics")
-    load_before = os.getloadavg()[0]
     started = time.monotonic()
     result = spark_submit("sync", args, env=MOTO_ENV, timeout=7200)
     wall = time.monotonic() - started
-    measured = emulator_delta(before, emulator.admin("metrics"))
     logs.mkdir(parents=True, exist_ok=True)
     (logs / f"{run_id}.log").write_text(result.stdout + result.stderr)
     report_path = data / "reports" / "sync" / f"run_id={run_id}.json"
@@ -196,13 +195,23 @@ def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator
         tail = (result.stdout + result.stderr)[-4000:]
         raise RuntimeError(f"{name}: spark-submit exited {result.returncode} (whole log: "
                            f"{logs / (run_id + '.log')})\n{tail}")
-    report = json.loads(report_path.read_text())
+    return json.loads(report_path.read_text()), wall
+
+
+def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator: Emulator, rate: float,
+             *flags: str) -> Dict[str, Any]:
+    sets = {**table_sets(data, table), "dynamodb.endpoint_url": emulator.url, "dynamodb.write_rate": f"{rate:g}"}
+    print(f"-- {name}: {table} {' '.join(flags)} ...", flush=True)
+    before = emulator.admin("metrics")
+    load_before = os.getloadavg()[0]
+    report, wall = submit_sync(name, conf, data, logs, sets, flags)
+    measured = emulator_delta(before, emulator.admin("metrics"))
     counts, details, durations = report["counts"], report["details"], report["durations_s"]
     out = {
         "name": name,
         "table": table,
-        "run_id": run_id,
-        "exit_code": result.returncode,
+        "run_id": report["run_id"],
+        "exit_code": 0,  # submit_sync raises on any other
         "outcome": report["outcome"],
         "strategy": details.get("strategy"),
         "strategy_reason": details.get("strategy_reason"),
@@ -227,32 +236,14 @@ def run_sync(name: str, conf: Path, data: Path, logs: Path, table: str, emulator
 
 def run_import(conf: Path, data: Path, logs: Path, info) -> Dict[str, Any]:
     """A first load by import into a table that does not exist, in moto, as a whole spark-submit."""
-    from idstore_tools.local.stack import MOTO_ENV, aws_client
-    from idstore_tools.local_submit import spark_submit
+    from idstore_tools.local.stack import aws_client
 
     aws_client("s3", info.moto_endpoint).create_bucket(Bucket=STAGING_BUCKET)
-    run_id = f"bench-import-{uuid.uuid4().hex[:6]}"
-    sets = {
-        "dynamodb.table": IMPORTED, "dynamodb.create": "import", "dynamodb.import_path": f"s3://{STAGING_BUCKET}/imports",
-        "dynamodb.mode": "mirror", "source.query": f"select product_id, title, price from {SOURCE_TABLE}",
-        "source.attribute_columns": "title,price", "snapshot.path": str(data / f"snapshots-{IMPORTED}"),
-    }
-    args = ["--config", str(conf), "--run-id", run_id]
-    for key, value in sets.items():
-        args += ["--set", f"{key}={value}"]
     print(f"-- run 1 (import): {IMPORTED} ...", flush=True)
-    started = time.monotonic()
-    result = spark_submit("sync", args, env=MOTO_ENV, timeout=7200)
-    wall = time.monotonic() - started
-    logs.mkdir(parents=True, exist_ok=True)
-    (logs / f"{run_id}.log").write_text(result.stdout + result.stderr)
-    report_path = data / "reports" / "sync" / f"run_id={run_id}.json"
-    if result.returncode != 0 or not report_path.exists():
-        tail = (result.stdout + result.stderr)[-4000:]
-        raise RuntimeError(f"import: spark-submit exited {result.returncode}\n{tail}")
-    report = json.loads(report_path.read_text())
+    report, wall = submit_sync("run 1 (import)", conf, data, logs, {
+        **table_sets(data, IMPORTED), "dynamodb.create": "import", "dynamodb.import_path": f"s3://{STAGING_BUCKET}/imports"})
     imported = report["details"]["import"]
-    out = {"name": "run 1 (import)", "table": IMPORTED, "run_id": run_id, "wall_s": round(wall, 1),
+    out = {"name": "run 1 (import)", "table": IMPORTED, "run_id": report["run_id"], "wall_s": round(wall, 1),
            "durations_s": report["durations_s"], "import": imported, "counts": report["counts"],
            "writer_wcu": report["details"].get("consumed_wcu", 0.0)}
     print(f"   imported {imported['imported']:,} items: {imported['staged_bytes']:,} bytes staged "

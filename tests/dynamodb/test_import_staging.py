@@ -1,7 +1,6 @@
 """The import's input and request: lines typed as the writer types a put, and a request botocore's
 own model accepts. Each expected item is written out by hand from DynamoDB's JSON format."""
 import base64
-import gzip
 import json
 from decimal import Decimal
 
@@ -58,13 +57,6 @@ def test_an_item_over_400_kb_is_flagged_as_the_writer_refuses_it_and_units_follo
         len(name) + len(str(value)) for name, value in CONSTANTS.items() if name != "expires_at")
     size += len("expires_at") + (len("1767780000") + 1) // 2 + 1  # a Number: 1 byte per 2 digits, + 1
     assert two["write_units"] == -(-size // 1024) == 2
-
-
-def test_a_staged_object_gzip_line_set_reads_back_as_json_lines():
-    rows = encode(pa.RecordBatch.from_pydict({"product_id": ["a", "b"]}))
-    data = gzip.compress("".join(row["line"] + "\n" for row in rows).encode())
-    lines = gzip.decompress(data).decode().splitlines()
-    assert [json.loads(line)["Item"]["pk"] for line in lines] == [{"S": "a"}, {"S": "b"}]
 
 
 @pytest.mark.parametrize("items, slots, objects", [

@@ -5,12 +5,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional
 
+from botocore.exceptions import ClientError
 from pyspark.sql import DataFrame, SparkSession
 
 from idstore.config import DynamoDBConfig
 from idstore.dynamodb.lease import Address, LeaseServer
 from idstore.dynamodb.rate import choose_write_rate, per_task_rate, requests_in_flight
 from idstore.dynamodb.stats import STATS_DDL, TaskStats, WriteStats
+from idstore.dynamodb.transport import control_client
 from idstore.dynamodb.writer import WriterSettings, partition_writer
 from idstore.progress import ProgressServer
 
@@ -36,10 +38,17 @@ class RatePlan:
 
 
 def describe_table(cfg: DynamoDBConfig) -> Dict[str, Any]:
-    import boto3
+    return control_client(cfg.region, cfg.endpoint_url).describe_table(TableName=cfg.table)["Table"]
 
-    client = boto3.client("dynamodb", region_name=cfg.region, endpoint_url=cfg.endpoint_url or None)
-    return client.describe_table(TableName=cfg.table)["Table"]
+
+def find_table(cfg: DynamoDBConfig) -> Optional[Dict[str, Any]]:
+    """The table's DescribeTable description, or None when there is no such table."""
+    try:
+        return describe_table(cfg)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+        return None
 
 
 def plan_rate(cfg: DynamoDBConfig, table: Mapping[str, Any], partitions: int, slots: int,

@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, List, Mapping
 
 from idstore import io
 from idstore.config import BillingMode, DynamoDBConfig
+from idstore.dynamodb.transport import control_client
 from idstore.progress import progress_line
 
 log = logging.getLogger(__name__)
@@ -22,9 +23,7 @@ ACTIVE_WAIT_S = 600  # how long an imported table may take to turn ACTIVE before
 
 
 def client(cfg: DynamoDBConfig):
-    import boto3
-
-    return boto3.client("dynamodb", region_name=cfg.region, endpoint_url=cfg.endpoint_url or None)
+    return control_client(cfg.region, cfg.endpoint_url)
 
 
 @dataclass(frozen=True)
@@ -105,15 +104,15 @@ def follow_import(cfg: DynamoDBConfig, arn: str, items: int, still_ours: Callabl
         still_ours()
 
 
-def wait_active(cfg: DynamoDBConfig, sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
+def wait_active(ddb, table: str, sleep: Callable[[float], None] = time.sleep) -> Dict[str, Any]:
     """The table's description once it is ACTIVE."""
-    ddb, deadline = client(cfg), time.monotonic() + ACTIVE_WAIT_S
+    deadline = time.monotonic() + ACTIVE_WAIT_S
     while True:
-        table = ddb.describe_table(TableName=cfg.table)["Table"]
-        if table["TableStatus"] == "ACTIVE":
-            return table
+        description = ddb.describe_table(TableName=table)["Table"]
+        if description["TableStatus"] == "ACTIVE":
+            return description
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{cfg.table} is not ACTIVE {ACTIVE_WAIT_S} s after its import")
+            raise TimeoutError(f"{table} is not ACTIVE {ACTIVE_WAIT_S} s after its import")
         sleep(2)
 
 
@@ -121,7 +120,8 @@ def apply_settings(cfg: DynamoDBConfig) -> List[str]:
     """What the import's table-creation parameters cannot set, applied once the table is ACTIVE:
     the TTL, point-in-time recovery, deletion protection. A resumed run may find some already
     set, so each is set only when it is not; returns what the table has."""
-    table, ddb, applied = wait_active(cfg), client(cfg), []
+    ddb, applied = client(cfg), []
+    table = wait_active(ddb, cfg.table)
     if cfg.ttl_attribute:
         ttl = ddb.describe_time_to_live(TableName=cfg.table)["TimeToLiveDescription"]
         if ttl.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):

@@ -30,6 +30,14 @@ def dynamodb_client(region: str, endpoint_url: str, connect_timeout_s: float = 5
     return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url or None, config=config)
 
 
+def control_client(region: str, endpoint_url: str):
+    """A boto3 DynamoDB client with botocore's own retries, for single control-plane calls
+    (DescribeTable, ImportTable, DescribeImport, the table's settings)."""
+    import boto3
+
+    return boto3.client("dynamodb", region_name=region, endpoint_url=endpoint_url or None)
+
+
 class BatchWriteCall:
     """BatchWriteItem through botocore's credential chain, SigV4 signer and HTTP session.
 

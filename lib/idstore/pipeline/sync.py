@@ -13,7 +13,6 @@ from contextlib import ExitStack, contextmanager
 from datetime import datetime, timezone
 from typing import Any, Iterator, Mapping, Optional, Tuple, cast
 
-from botocore.exceptions import ClientError
 from pyspark import StorageLevel
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -27,7 +26,7 @@ from idstore.idset import id_set_stats, read_source_ids
 from idstore.lock import LockRefused, TableLock, lock_location
 from idstore.pipeline.options import SyncOptions
 from idstore.pipeline.report import RunReport
-from idstore.pipeline.sync_import import ImportTicket, continue_after, encode_set, import_first_load, read_ticket
+from idstore.pipeline.sync_import import ImportTicket, continue_after, import_first_load, plan_import, read_ticket
 from idstore.pipeline.sync_plan import KEY, Stamp, check_mirror_guard, plan_changes, plan_sync
 from idstore.pipeline.sync_result import Changes, RunTotals, SourceSet, SyncPlan, SyncResult, WriteOutcome
 from idstore.snapshot import RecordSize, write_record
@@ -108,16 +107,6 @@ def reconcile(source: SourceSet, changes: Changes, puts: WriteOutcome) -> None:
         )
 
 
-def find_table(cfg: DynamoDBConfig) -> Optional[Mapping[str, Any]]:
-    """The table's DescribeTable description, or None when there is no such table."""
-    try:
-        return ddb.describe_table(cfg)
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-        return None
-
-
 def no_table(cfg: DynamoDBConfig) -> RunFailed:
     return RunFailed(f"DynamoDB DescribeTable: no table {cfg.table!r} in {cfg.region} (dynamodb.table); "
                      "create it (idstore render writes its CloudFormation), name the right one, or set "
@@ -171,8 +160,7 @@ def plan_import_only(spark: SparkSession, config: Config, source: SourceSet, sta
                             "a run would follow it, then write what changed since as a delta run")
         result.import_plan = ticket.plan
     else:
-        lines, result.import_plan = encode_set(spark, config, source, stamp)
-        lines.unpersist()
+        result.import_plan = plan_import(spark, config, source, stamp)
     log.info("plan: %s%s", result.import_plan.text(config.dynamodb.table, dry_run=True),
              f"; {result.path_note}" if result.path_note else "")
 
@@ -183,7 +171,7 @@ def table_or_import(spark: SparkSession, config: Config, report: RunReport, sour
     """The table the run writes, and the strategy an import leaves it (else None: chosen from the
     record); None when the run ends here: a dry run's import plan, or an import that took the whole set."""
     result, cfg = cast(SyncResult, report.result), config.dynamodb
-    table = find_table(cfg)
+    table = ddb.find_table(cfg)
     ticket = read_ticket(config) if cfg.imports else None  # an import a killed run left under way
     if not ticket and not (table is None and cfg.imports):
         if table is None:

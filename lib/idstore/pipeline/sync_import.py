@@ -35,6 +35,7 @@ from pyspark.sql import functions as F
 from idstore import delta, io
 from idstore.config import Config
 from idstore.dynamodb import importer
+from idstore.dynamodb.bulk import find_table
 from idstore.dynamodb.scanner import scan_keys
 from idstore.dynamodb.staging import STAGED_DDL, staging_encoder
 from idstore.errors import RunFailed
@@ -106,21 +107,30 @@ def staging_objects(items: int, parallelism: int) -> int:
     return max(1, min(MAX_OBJECTS, max(math.ceil(items / ITEMS_PER_OBJECT), parallelism)))
 
 
-def encode_set(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp) -> Tuple[DataFrame, ImportPlan]:
-    """The set as import lines, spread by a hash of the key (persisted), and the plan they make."""
+def encoded_items(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp) -> Tuple[DataFrame, int]:
+    """The set as import lines (STAGED_DDL), spread over the objects by a hash of the key; how many objects."""
     id_column, cfg = config.source.id_column, config.dynamodb
     objects = staging_objects(source.distinct_ids, spark.sparkContext.defaultParallelism)
     by_hash = F.xxhash64(F.col(id_column))
     rows = source.ids.select(id_column, *config.source.attribute_columns).repartition(objects, by_hash)
     encoder = staging_encoder(id_column, cfg.key_attribute, stamp.item_constants(cfg))
-    lines = rows.sortWithinPartitions(by_hash).mapInArrow(encoder, STAGED_DDL).persist(StorageLevel.MEMORY_AND_DISK)
+    return rows.sortWithinPartitions(by_hash).mapInArrow(encoder, STAGED_DDL), objects
+
+
+def plan_of(config: Config, lines: DataFrame, objects: int) -> ImportPlan:
+    """What the lines make: items, bytes and units of those that fit, and those that do not."""
     fits = ~F.col("too_large")
     totals = lines.agg(F.count(F.when(fits, True)).alias("items"), F.sum(F.when(fits, F.col("bytes"))).alias("bytes"),
                        F.sum(F.when(fits, F.col("write_units"))).alias("units"),
                        F.count(F.when(~fits, True)).alias("too_large")).first()
-    plan = ImportPlan.at(config.cost, int(totals["items"]), int(totals["bytes"] or 0), objects,
+    return ImportPlan.at(config.cost, int(totals["items"]), int(totals["bytes"] or 0), objects,
                          int(totals["too_large"]), int(totals["units"] or 0))
-    return lines, plan
+
+
+def plan_import(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp) -> ImportPlan:
+    """A dry run's plan: the lines encoded and counted, nothing written."""
+    lines, objects = encoded_items(spark, config, source, stamp)
+    return plan_of(config, lines, objects)
 
 
 def stage(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp, report: RunReport) -> ImportTicket:
@@ -128,8 +138,10 @@ def stage(spark: SparkSession, config: Config, source: SourceSet, stamp: Stamp, 
     id_column = config.source.id_column
     staging = io.join(config.dynamodb.import_path, config.dynamodb.table, f"run_id={stamp.run_id}")
     with report.timed("stage"):
-        lines, plan = encode_set(spark, config, source, stamp)
+        lines, objects = encoded_items(spark, config, source, stamp)
+        lines = lines.persist(StorageLevel.MEMORY_AND_DISK)  # counted, then written
         try:
+            plan = plan_of(config, lines, objects)
             fits = lines.where(~F.col("too_large"))
             fits.select("line").write.mode("overwrite").option("compression", "gzip").text(staging)
             ids = source.ids
@@ -161,11 +173,11 @@ def _started(config: Config, ticket: ImportTicket) -> ImportTicket:
 def _left_behind(config: Config) -> str:
     """What a failed import left in place of the table, and what the next run does about it."""
     try:
-        table = importer.client(config.dynamodb).describe_table(TableName=config.dynamodb.table)["Table"]
+        table = find_table(config.dynamodb)
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            return "DynamoDB left no table, so the next run imports again"
         return f"whether DynamoDB left a table could not be told ({exc}): describe {config.dynamodb.table} to see"
+    if table is None:
+        return "DynamoDB left no table, so the next run imports again"
     return (f"DynamoDB left the table {config.dynamodb.table} ({table.get('TableStatus')}, "
             f"{table.get('ItemCount', 0)} items): the next run finds it and takes the write path, putting every id; "
             "delete the table first to import again instead")

@@ -121,18 +121,20 @@ def _import_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
     ]
     if settings:
         statements.append({"Sid": "ImportedTableSettings", "Effect": "Allow", "Action": settings, "Resource": table})
-    if cfg.create_kms_key_id:
-        key = cfg.create_kms_key_id
-        statements.append({"Sid": "ImportedTableKey", "Effect": "Allow", "Action": list(TABLE_KEY_ACTIONS),
-                           "Resource": key if key.startswith("arn:") else arn("kms", region, account, f"key/{key}")})
-    return statements
+    return statements + _key_statements(config, "ImportedTableKey", TABLE_KEY_ACTIONS, (cfg.create_kms_key_id,))
 
 
 def _kms_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
     """The keys of the secret, the artifacts and the output (deploy.kms_key_arn, output.sse_kms_key_id)."""
+    return _key_statements(config, "Keys", KMS_ACTIONS, (config.deploy.kms_key_arn, config.run.output.sse_kms_key_id))
+
+
+def _key_statements(config: ToolingConfig, sid: str, actions: Tuple[str, ...],
+                    named: Tuple[str, ...]) -> List[Dict[str, Any]]:
+    """`actions` on the KMS keys `named` (ids, ARNs or aliases; empty ones skipped)."""
     region, account = config.run.aws.region, _account(config)
     keys, aliases = [], []
-    for key in (config.deploy.kms_key_arn, config.run.output.sse_kms_key_id):
+    for key in named:
         if not key:
             continue
         if key.startswith("alias/"):
@@ -143,11 +145,10 @@ def _kms_statements(config: ToolingConfig) -> List[Dict[str, Any]]:
             keys.append(key if key.startswith("arn:") else arn("kms", region, account, f"key/{key}"))
     statements: List[Dict[str, Any]] = []
     if keys:
-        statements.append({"Sid": "Keys", "Effect": "Allow", "Action": list(KMS_ACTIONS),
-                           "Resource": sorted(set(keys))})
+        statements.append({"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": sorted(set(keys))})
     if aliases:
         # a key named by alias: any key of the account, held to that alias by the condition
-        statements.append({"Sid": "KeysByAlias", "Effect": "Allow", "Action": list(KMS_ACTIONS),
+        statements.append({"Sid": f"{sid}ByAlias", "Effect": "Allow", "Action": list(actions),
                            "Resource": arn("kms", region, account, "key/*"),
                            "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": sorted(set(aliases))}}})
     return statements

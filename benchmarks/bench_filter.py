@@ -68,7 +68,8 @@ def event_schema(wide: bool) -> str:
 
 def _day_job(task):
     """One day of JSON.gz events, then the same events as Parquet (pyarrow, snappy)."""
-    root, parquet_root, day_index, n_events, match_ids, other_ids, fraction, files_per_day, spelling, json_only = task
+    (root, parquet_root, day_index, n_events, match_ids, other_ids, fraction, files_per_day, spelling, json_only,
+     flawed) = task
     import pyarrow.json as pj
     import pyarrow.parquet as pq
 
@@ -76,7 +77,7 @@ def _day_job(task):
 
     day = START + timedelta(days=day_index)
     write_event_archive(root, day, 1, n_events, match_ids, other_ids, fraction, seed=1000 + day_index,
-                        files_per_day=files_per_day, spelling=spelling)
+                        files_per_day=files_per_day, spelling=spelling, flawed_per_file=flawed)
     if spelling != "compact" or json_only:
         return day.isoformat()  # for the json.gz whole-run benchmark only
     # the same events, 20 fields in detail (same seed: same ids, same order)
@@ -116,12 +117,15 @@ def write_pointer(data: Path) -> None:
 
 
 def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per_day: int,
-                spelling: str = "compact", json_only: bool = False) -> Path:
+                spelling: str = "compact", json_only: bool = False, flawed_per_file: int = 0) -> Path:
     """The cached archive for these parameters; generated (2 processes) when missing.
 
     `spelling` "json.dumps": json.gz only, written as Python's json.dumps writes (datagen).
-    `json_only`: json.gz only, for the whole-run benchmark (no Parquet, no wide copy)."""
+    `json_only`: json.gz only, for the whole-run benchmark (no Parquet, no wide copy).
+    `flawed_per_file`: broken, id-less and awkward lines in every file (datagen), json.gz only."""
     name = f"events{n_events}-days{days}-ids{n_ids}-match{fraction}-files{files_per_day}"
+    name += f"-flawed{flawed_per_file}" if flawed_per_file else ""
+    json_only = json_only or bool(flawed_per_file)
     data = RESULTS / "filter-data" / (name if spelling == "compact" else f"{name}-{spelling}")
     if (data / "COMPLETE").exists() and (spelling != "compact" or json_only or (data / "json.gz-wide").exists()):
         print(f"bench-filter: using cached data in {data.relative_to(REPO)}", flush=True)
@@ -143,7 +147,7 @@ def ensure_data(n_events: int, days: int, n_ids: int, fraction: float, files_per
     write_pointer(data)
     per_day = [n_events // days + (1 if i < n_events % days else 0) for i in range(days)]
     tasks = [(str(data / "json.gz"), str(data / "parquet"), i, per_day[i], match_ids, other_ids, fraction,
-              files_per_day, spelling, json_only) for i in range(days)]
+              files_per_day, spelling, json_only, flawed_per_file) for i in range(days)]
     with Pool(2) as pool:
         for day in pool.imap_unordered(_day_job, tasks):
             print(f"  {day} done ({time.monotonic() - started:.0f} s)", flush=True)

@@ -104,6 +104,8 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spelling", default="compact", choices=("compact", "json.dumps"),
                         help="how the archive's lines are written: compact, or as Python's json.dumps writes them")
+    parser.add_argument("--flawed-per-file", type=int, default=3,
+                        help="broken, id-less and awkward lines in every file (0: none), as archives hold")
     args = parser.parse_args(argv)
     sizes = sorted(int(n) for n in args.events.split(","))
     report: Dict[str, Dict] = {}
@@ -112,7 +114,7 @@ def main(argv=None) -> int:
     verdicts = []
     for fraction in (float(f) for f in args.fractions.split(",")):
         archives = {n: ensure_data(n, args.days, args.ids, fraction, args.files_per_day, args.spelling,
-                                  json_only=True) for n in sizes}
+                                  json_only=True, flawed_per_file=args.flawed_per_file) for n in sizes}
         times: Dict[str, Dict[int, List[float]]] = {name: {n: [] for n in sizes} for name in CONTENDERS}
         with tempfile.TemporaryDirectory(prefix="bench-filter-runs-") as tmp:
             for round_ in range(args.rounds):

@@ -145,6 +145,7 @@ def write_event_archive(
     compress: bool = True,
     extra_detail_fields: int = 0,
     spelling: str = "compact",
+    flawed_per_file: int = 0,
 ) -> Dict[str, int]:
     """Write EventBridge-shaped failure events as JSON lines under root/dt=YYYY-MM-DD/.
 
@@ -154,6 +155,9 @@ def write_event_archive(
     `spelling`: "compact" (no spaces), or "json.dumps", as Python writes by default (", ",
     ": ", every non-ASCII character escaped), each event also naming its site in a language
     of its own, so every line holds such escapes.
+    `flawed_per_file`: that many more lines in each file, in turn a broken line (a cut-off
+    event), an event without `detail.productId`, and an awkwardly written event (`" : "`
+    around its id's colon) whose id is in neither set; counted in "flawed", not in the days.
     """
     if spelling not in ("compact", "json.dumps"):
         raise ValueError(f"spelling: expected compact or json.dumps, got {spelling!r}")
@@ -187,6 +191,7 @@ def write_event_archive(
             lines = _widened(rng, lines, extra_detail_fields)
         if spelling == "json.dumps":
             lines = [json.dumps({**json.loads(line), "site": rng.choice(_SITES)}) for line in lines]
+        lines += _flawed_lines(lines[0], flawed_per_file)
         suffix = ".json.gz" if compress else ".json"
         path = root / f"dt={day.isoformat()}" / f"part-{part:05d}{suffix}"
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -202,11 +207,21 @@ def write_event_archive(
             path.write_bytes(payload)
     counts["total"] = n_events
     counts["matched"] = n_matched
+    counts["flawed"] = flawed_per_file * sum(1 for count in file_counts if count)
     log.info("wrote %d events (%d matching) over %d days under %s", n_events, n_matched, days, root)
     return counts
 
 
 _SITES = ("Köln", "São Paulo", "東京", "Łódź", "Zürich", "Montréal")
+
+
+def _flawed_lines(event: str, n: int) -> List[str]:
+    """`n` lines made from one of the file's events: broken, id-less, awkward (see write_event_archive)."""
+    parsed = json.loads(event)
+    id_less = {**parsed, "detail": {k: v for k, v in parsed["detail"].items() if k != "productId"}}
+    awkward = json.dumps({**parsed, "detail": {**parsed["detail"], "productId": "B0FLAWED00"}}, separators=(",", ":"))
+    kinds = [event[: len(event) // 2], json.dumps(id_less), awkward.replace('"productId":', '"productId" : ')]
+    return [kinds[i % len(kinds)] for i in range(n)]
 
 
 def _spread(total: int, parts: int) -> List[int]:

@@ -23,6 +23,7 @@ JAR = Path(__file__).parent / "jars" / "idstore-jvm.jar"
 _PLAIN_VALUE_CLASS = "idstore.jvm.PlainValue"
 _PARQUET_FOOTERS_CLASS = "idstore.jvm.ParquetFooters"
 _JSON_LINES_CLASS = "idstore.jvm.JsonLines"
+_BOUNDED_LINES_CLASS = "idstore.jvm.BoundedLines"
 REDSHIFT_READ_DRIVER = "idstore.jvm.RedshiftReadDriver"
 # footers read at once: each is a few small reads, so latency (S3: tens of ms), not CPU, bounds them
 FOOTER_THREADS = 16
@@ -47,9 +48,32 @@ def _instance(spark: SparkSession, class_name: str):
         return None
     session = spark._jsparkSession
     loader = session.sharedState().jarClassLoader()
-    if not any(str(url).endswith(JAR.name) for url in loader.getURLs()):
+    if not _holds_jar(loader):
+        _on_application_class_path(spark, loader.getParent())
         spark.sql(f"ADD JAR '{JAR}'")
     return loader.loadClass(class_name).newInstance()
+
+
+def _holds_jar(loader) -> bool:
+    try:
+        return any(str(url).endswith(JAR.name) for url in loader.getURLs())
+    except Py4JError:  # not a URL class loader
+        return False
+
+
+def _on_application_class_path(spark: SparkSession, application) -> None:
+    """Put the jar on the application's class path too, as spark.jars would have: before any class loads.
+
+    An observed aggregate (bounded_lines) comes back inside each task's result, which the
+    driver's result threads read with the application's class loader (spark-submit's, the
+    parent of the session's jar loader that ADD JAR extends), so that loader must know the
+    jar's classes; and every class of the jar must come from one loader. A loader that takes
+    no jar leaves the aggregate out (the quarantine then reads its files again).
+    """
+    try:
+        application.addURL(spark._jvm.java.io.File(str(JAR)).toURI().toURL())
+    except Py4JError:
+        log.info("the application class loader takes no jar: bad events are read again for the quarantine")
 
 
 def plain_value(spark: SparkSession, line: Column, key: str) -> Optional[Column]:
@@ -86,6 +110,24 @@ def json_rows(spark: SparkSession, line: Column, schema: StructType, corrupt: st
         return Column(factory.column(line._jc, schema.json(), corrupt, time_zone))
     except Py4JError as exc:  # e.g. NoSuchMethodError: another Spark line's parser classes
         log.warning("idstore's jar cannot parse JSON on this Spark (%s)", str(exc).splitlines()[0])
+        return None
+
+
+def bounded_lines(spark: SparkSession, line: Column, max_lines: int, max_bytes: int) -> Optional[Column]:
+    """An aggregate: the non-null values of `line` joined by newlines, null past either bound; None without the jar.
+
+    idstore.jvm.BoundedLines, for an observation (observe takes aggregates only): collect_list
+    would hold every value on the executors and the driver, however many there are.
+    """
+    factory = _instance(spark, _BOUNDED_LINES_CLASS)
+    if factory is None:
+        return None
+    if not _holds_jar(spark._jsparkSession.sharedState().jarClassLoader().getParent()):
+        return None  # the driver could not read the task results that carry it
+    try:
+        return Column(factory.column(line._jc, max_lines, max_bytes))
+    except Py4JError as exc:  # e.g. another Spark line's Aggregator
+        log.warning("idstore's jar cannot gather bad events on this Spark (%s)", str(exc).splitlines()[0])
         return None
 
 

@@ -2,6 +2,7 @@
 quarantined with its reason, and the run ends as it should; checked against plain Python."""
 import gzip
 import json
+import logging
 
 import pytest
 
@@ -37,7 +38,12 @@ def _corpus():
     ]
 
 
-def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(job):
+@pytest.mark.parametrize("bad_events_brought_back", [10_000, 0], ids=["from-the-pass", "read-again"])
+def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(job, monkeypatch, caplog,
+                                                                                bad_events_brought_back):
+    # the pass brings back up to GATHERED_BAD_EVENTS bad events; past that the quarantine reads the files again
+    monkeypatch.setattr("idstore.events.passes.GATHERED_BAD_EVENTS", bad_events_brought_back)
+    caplog.set_level(logging.INFO, logger="idstore.events.quarantine")
     write_lines(job.events, DAY, "part-00000.json.gz", _corpus())
     write_lines(job.events, DAY, "part-00001.json", [])                   # an empty plain file
     (job.events / f"dt={DAY}" / "part-00002.json.gz").write_bytes(gzip.compress(b""))  # an empty gzip file
@@ -58,6 +64,11 @@ def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(
     assert {r["raw"] for r in rows if r["reason"] == "malformed"} == {
         line for reason, _, line in ref.bad if reason == "malformed"
     }
+    assert {r["dt"] for r in rows} == {DAY}
+    assert {r["source_file"].rsplit("/", 1)[-1] for r in rows} == {"part-00000.json.gz"}
+    assert {json.loads(r["raw"]).get("id") for r in rows if r["reason"] == "missing_id"} == {
+        "no-detail", "null-id", "empty-id"}
+    assert ("reading them again" in caplog.text) == (bad_events_brought_back == 0)
 
 
 def test_a_line_that_is_not_utf8_is_malformed_and_quarantined(job):

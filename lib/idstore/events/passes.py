@@ -2,7 +2,8 @@
 write them by day, and observe the counts in that same Spark job.
 
 JSON lines are tagged ok | malformed | missing_id on the way; a bad event goes through the join
-on a sentinel key so that one observation after the join names the files that hold bad rows.
+on a sentinel key so that one observation after the join names the files that hold bad rows
+and, when they are few, brings back the bad events themselves for the quarantine.
 A Parquet archive has no malformed rows: its pass is a plain semi-join, and its read counts and
 the files that may hold a missing id come from its footers.
 """
@@ -37,12 +38,18 @@ from idstore.events.reader import (
     read_lines,
 )
 from idstore.events.status import OK, STATUS, with_status
-from idstore.jvm import parquet_footers, plain_value
+from idstore.jvm import bounded_lines, parquet_footers, plain_value
 from idstore.spark import InBackground, spark_path
 from idstore.validation import normalised_key
 
 INPUT_FILE = "_idstore_input_file"
 SOURCE_FILE = "_idstore_bad_row_file"
+BAD_RECORD = "_idstore_bad_record"
+# The bad events a pass brings back with its counts, at most: past either bound the quarantine
+# reads their files again. Bounded, as the driver holds them, and a rehearsal with a renamed id
+# field makes every event bad.
+GATHERED_BAD_EVENTS = 10_000
+GATHERED_BAD_BYTES = 16 * 2**20
 LOST_COUNTS = "the filter pass lost its observed counts (was AQEPropagateEmptyRelation re-enabled?)"
 
 
@@ -90,6 +97,9 @@ class PassCounts:
     files_with_bad_rows: List[str] = field(default_factory=list)
     # the join keys of a pre-filtered pass (validate = kept): the quarantine routes lines the same way
     prefilter_keys: Optional[DataFrame] = None
+    # the bad events' quarantine records as JSON (bad_event_fields), when the pass brought them back:
+    # then the quarantine writes these instead of reading files_with_bad_rows again
+    bad_records: Optional[List[str]] = None
     # read counts observed in the scan, a map stage: a re-run of it adds them again (JSON);
     # Parquet's come from the footers
     read_in_map_stage: bool = True
@@ -165,6 +175,16 @@ def tagged_events(inputs: PassInputs, files: Optional[Sequence[str]], prefilter_
     return parse_lines(lines, cfg).transform(with_status(id_column(cfg)))
 
 
+def bad_event_fields(events: DataFrame, dt: str) -> List[Column]:
+    """A bad event's quarantine record: reason, dt, source_file and raw (its line, or the parsed event)."""
+    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt, INPUT_FILE, CANDIDATE)]
+    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
+    if CORRUPT in events.columns:
+        raw = F.coalesce(F.col(CORRUPT), raw)
+    return [F.col(STATUS).alias("reason"), F.col(dt).cast("string").alias("dt"),
+            F.col(INPUT_FILE).alias("source_file"), raw.alias("raw")]
+
+
 def filter_pass(inputs: PassInputs, files: Optional[Sequence[str]] = None) -> PassCounts:
     """Read, join, write: one Spark job over the events of the inputs' days (or of just `files`)."""
     run_pass = parquet_pass if inputs.config.events.format == EventFormat.PARQUET else json_pass
@@ -191,25 +211,31 @@ def json_pass(inputs: PassInputs, files: Optional[Sequence[str]] = None) -> Pass
     bad_file, ok = F.col(SOURCE_FILE), F.col(SOURCE_FILE).isNull()
     joined = (
         semi_join(events, lookup, keys)
-        .withColumn(SOURCE_FILE, F.when(status != OK, F.col(INPUT_FILE)))  # null: ok, as the shuffle carries it
+        # both null for an ok event, as the shuffle carries them
+        .withColumn(SOURCE_FILE, F.when(status != OK, F.col(INPUT_FILE)))
+        .withColumn(BAD_RECORD, F.when(status != OK, F.to_json(F.struct(*bad_event_fields(events, dt)))))
         .drop(STATUS, INPUT_FILE, CANDIDATE, *([CORRUPT] if CORRUPT in events.columns else []))
     )
+    gathered = bounded_lines(inputs.spark, F.col(BAD_RECORD), GATHERED_BAD_EVENTS, GATHERED_BAD_BYTES)
     matched = (
         joined
         .transform(shaped_for_write(dt, config.output.files_per_day, id_column(config.events), len(days)))
         # after the shuffle: counted in the result stage, once per partition even on retries
         .observe(kept_obs, F.concat_ws("\n", F.collect_set(bad_file)).alias("bad_files"),
-                 rows_by_day(dt, days, ok).alias("by_day"))
+                 rows_by_day(dt, days, ok).alias("by_day"),
+                 (gathered if gathered is not None else F.lit(None).cast("string")).alias("bad_records"))
         .filter(ok)
-        .drop(SOURCE_FILE)
+        .drop(SOURCE_FILE, BAD_RECORD)
     )
     write_by_day(matched, config.output.path, dt)
     bad_files = observed(kept_obs, "bad_files") or ""
+    records = observed(kept_obs, "bad_records")  # null: past the bounds, or no jar
     return PassCounts(
         read_per_day=count_by_day(observed(read_obs, "read"), days),
         matched_per_day=count_by_day(observed(kept_obs, "by_day"), days),
         files_with_bad_rows=sorted(spark_path(inputs.spark, uri) for uri in bad_files.split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
+        bad_records=records.split("\n") if records else ([] if records == "" else None),
     )
 
 

@@ -1,52 +1,74 @@
 """The filter's quarantine: the malformed and id-less events, each with its reason, day and file.
 
-A second pass, over only the files the filter pass found bad rows in; after a pre-filtered pass,
-over only the lines that pass parsed, so the counts agree with the pass's.
+The filter pass brings its bad events back when they are few (GATHERED_BAD_EVENTS), and they
+are written from there. Else a second pass reads the files the filter pass found bad rows in;
+after a pre-filtered pass, only the lines that pass parsed, so the counts agree with the pass's.
 """
 import dataclasses
+import json
+import logging
 from typing import Dict, Optional, Sequence, Tuple
 
-from pyspark.sql import Observation
+from pyspark.sql import Observation, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType, StructField, StructType
 
 from idstore import io
-from idstore.events.passes import INPUT_FILE, PassCounts, PassInputs, count_by_day, day_of, rows_by_day, tagged_events
-from idstore.events.prefilter import CANDIDATE
-from idstore.events.reader import CORRUPT
+from idstore.events.passes import (
+    PassCounts,
+    PassInputs,
+    bad_event_fields,
+    count_by_day,
+    day_of,
+    rows_by_day,
+    tagged_events,
+)
 from idstore.events.status import BAD, OK, STATUS
+
+log = logging.getLogger(__name__)
+# a quarantined event (bad_event_fields)
+RECORD = StructType([StructField(name, StringType()) for name in ("reason", "dt", "source_file", "raw")])
 
 BadByDay = Dict[str, Dict[str, int]]  # {day: {reason: events}}
 
 
 def quarantine(inputs: PassInputs, counts: PassCounts, run_id: str) -> Tuple[str, BadByDay]:
-    """Write the bad events of counts.files_with_bad_rows under quarantine_path/filter/run_id=.../.
+    """Write the bad events under quarantine_path/filter/run_id=.../.
 
-    Returns (where, {day: {reason: count}}) for the days in range.
+    Those the pass brought back (counts.bad_records), or else those read again from
+    counts.files_with_bad_rows. Returns (where, {day: {reason: count}}) for the days in range.
     """
     files = counts.files_with_bad_rows
     dt = inputs.config.events.date_partition
     days = tuple(sorted({day_of(path, dt) for path in files} & set(inputs.days)))
     target = io.join(inputs.config.output.quarantine_path, "filter", f"run_id={run_id}")
+    if counts.bad_records is not None:
+        return target, write_records(inputs.spark, counts.bad_records, days, target)
+    log.info("%d file(s) hold more bad events than a pass brings back: reading them again for the quarantine",
+             len(files))
     by_day = write_bad_events(dataclasses.replace(inputs, days=days), files, counts.prefilter_keys, target)
     return target, by_day
+
+
+def write_records(spark: SparkSession, records: Sequence[str], days: Sequence[str], target: str) -> BadByDay:
+    """The quarantine from the records the pass brought back: one small file, counted here."""
+    parsed = [json.loads(record) for record in records]
+    rows = [tuple(record.get(name) for name in RECORD.fieldNames()) for record in parsed]
+    spark.createDataFrame(rows, RECORD).coalesce(1).write.mode("overwrite").json(target)
+    by_day = {day: dict.fromkeys(BAD, 0) for day in days}
+    for record in parsed:
+        if record["dt"] in by_day:
+            by_day[record["dt"]][record["reason"]] += 1
+    return by_day
 
 
 def write_bad_events(inputs: PassInputs, files: Sequence[str], prefilter_keys, target: str) -> BadByDay:
     dt, days = inputs.config.events.date_partition, inputs.days
     events = tagged_events(inputs, files, prefilter_keys)
-    columns = [c for c in events.columns if c not in (STATUS, CORRUPT, dt, INPUT_FILE, CANDIDATE)]
-    raw = F.to_json(F.struct(*[F.col(f"`{c}`") for c in columns]))
-    if CORRUPT in events.columns:
-        raw = F.coalesce(F.col(CORRUPT), raw)
     obs = Observation("idstore_quarantine")
     (
         events.filter(F.col(STATUS) != OK)
-        .select(
-            F.col(STATUS).alias("reason"),
-            F.col(dt).cast("string").alias("dt"),
-            F.col(INPUT_FILE).alias("source_file"),
-            raw.alias("raw"),
-        )
+        .select(*bad_event_fields(events, dt))
         .observe(obs, *[rows_by_day("dt", days, F.col("reason") == reason).alias(reason) for reason in BAD])
         .write.mode("overwrite")
         .json(target)

@@ -5,6 +5,7 @@ same code lists s3:// on EMR (EMRFS or S3A) and a local folder here.
 """
 import logging
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import List, Optional, Sequence, Tuple
 
 from pyspark.sql import Column, DataFrame, SparkSession
@@ -105,13 +106,19 @@ def day_folders(cfg: EventsConfig, days: Sequence[str]) -> List[str]:
 def event_schema(cfg: EventsConfig) -> T.StructType:
     """The configured DDL as a struct; the id field must be in it."""
     try:
-        schema = T._parse_datatype_string(cfg.schema)
+        schema = _parsed_ddl(cfg.schema)
     except Exception as exc:  # noqa: BLE001 - Spark raises several kinds for bad DDL
         raise ConfigError(f"events.schema: not a valid Spark DDL schema: {exc}") from None
     if not isinstance(schema, T.StructType):
         raise ConfigError("events.schema: expected a struct of fields")
     _check_id_field(schema, cfg.id_field)
     return schema
+
+
+@lru_cache(maxsize=16)
+def _parsed_ddl(ddl: str) -> T.DataType:
+    """Spark's parse of a DDL string, once per string: each parse is a py4j round trip (0.05 s)."""
+    return T._parse_datatype_string(ddl)
 
 
 def _check_id_field(schema: T.StructType, id_field: str) -> None:

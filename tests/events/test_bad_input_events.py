@@ -38,11 +38,15 @@ def _corpus():
     ]
 
 
-@pytest.mark.parametrize("bad_events_brought_back", [10_000, 0], ids=["from-the-pass", "read-again"])
-def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(job, monkeypatch, caplog,
-                                                                                bad_events_brought_back):
-    # the pass brings back up to GATHERED_BAD_EVENTS bad events; past that the quarantine reads the files again
+@pytest.mark.parametrize("bad_events_brought_back, jar", [(10_000, True), (0, True), (10_000, False)],
+                         ids=["from-the-pass", "read-again", "read-again-without-the-jar"])
+def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(job, monkeypatch, caplog, tmp_path,
+                                                                                bad_events_brought_back, jar):
+    # the pass brings back up to GATHERED_BAD_EVENTS bad events with idstore's jar; past that, or
+    # without the jar, the quarantine reads the files again
     monkeypatch.setattr("idstore.events.passes.GATHERED_BAD_EVENTS", bad_events_brought_back)
+    if not jar:
+        monkeypatch.setattr("idstore.jvm.JAR", tmp_path / "idstore-jvm.jar")  # not built
     caplog.set_level(logging.INFO, logger="idstore.events.quarantine")
     write_lines(job.events, DAY, "part-00000.json.gz", _corpus())
     write_lines(job.events, DAY, "part-00001.json", [])                   # an empty plain file
@@ -68,7 +72,7 @@ def test_every_bad_line_is_counted_and_quarantined_and_every_good_event_arrives(
     assert {r["source_file"].rsplit("/", 1)[-1] for r in rows} == {"part-00000.json.gz"}
     assert {json.loads(r["raw"]).get("id") for r in rows if r["reason"] == "missing_id"} == {
         "no-detail", "null-id", "empty-id"}
-    assert ("reading them again" in caplog.text) == (bad_events_brought_back == 0)
+    assert ("reading them again" in caplog.text) == (bad_events_brought_back == 0 or not jar)
 
 
 def test_a_line_that_is_not_utf8_is_malformed_and_quarantined(job):

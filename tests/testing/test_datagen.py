@@ -106,7 +106,8 @@ def test_event_archive_counts_and_match_fraction_match_a_plain_reading(tmp_path)
 
     per_day = Counter(folder for folder, _ in events)
     assert per_day == {"dt=2024-02-28": 3334, "dt=2024-02-29": 3334, "dt=2024-03-01": 3333}
-    assert {f"dt={k}": v for k, v in counts.items() if k not in ("total", "matched")} == per_day
+    assert {f"dt={k}": v for k, v in counts.items() if k not in ("total", "matched", "flawed")} == per_day
+    assert counts["flawed"] == 0
     assert all(e["time"].startswith(folder[3:]) for folder, e in events)
     parts = sorted(p.name for p in (tmp_path / "dt=2024-02-29").iterdir())
     assert parts == ["part-00000.json.gz", "part-00001.json.gz"]
@@ -161,3 +162,22 @@ def test_the_json_dumps_spelling_holds_the_same_events_written_as_python_writes_
     assert dumps == list(read_event_archive(tmp_path / "compact"))
     with pytest.raises(ValueError, match="spelling"):
         write_event_archive(tmp_path / "x", date(2024, 3, 1), 1, 1, ids, others, 0.0, seed=5, spelling="yaml")
+
+
+def test_flawed_lines_are_one_broken_one_id_less_and_one_awkward_in_turn_in_every_file(tmp_path):
+    counts = write_event_archive(tmp_path, date(2024, 4, 1), 2, 40, ["B0AAAAAAAA"], ["B0BBBBBBBB"], 0.5, seed=3,
+                                 files_per_day=2, compress=False, flawed_per_file=4)
+    assert counts["flawed"] == 4 * 4 and counts["total"] == 40
+    for path in sorted(tmp_path.glob("dt=*/part-*.json")):
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 10 + 4
+        parsed = []
+        for line in lines[-4:]:
+            try:
+                parsed.append(json.loads(line))
+            except json.JSONDecodeError:
+                parsed.append(None)
+        assert parsed[0] is None and parsed[3] is None  # broken, in turn
+        assert "productId" not in parsed[1]["detail"]
+        assert parsed[2]["detail"]["productId"] == "B0FLAWED00" and '"productId" : "B0FLAWED00"' in lines[-2]
+        assert all(json.loads(line)["detail"]["productId"] in ("B0AAAAAAAA", "B0BBBBBBBB") for line in lines[:-4])

@@ -235,7 +235,7 @@ def json_pass(inputs: PassInputs, files: Optional[Sequence[str]] = None) -> Pass
         matched_per_day=count_by_day(observed(kept_obs, "by_day"), days),
         files_with_bad_rows=sorted(spark_path(inputs.spark, uri) for uri in bad_files.split("\n") if uri),
         prefilter_keys=keys if prefilter else None,
-        bad_records=records.split("\n") if records else ([] if records == "" else None),
+        bad_records=None if records is None else [record for record in records.split("\n") if record],
     )
 
 

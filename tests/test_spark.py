@@ -7,12 +7,17 @@ from idstore.spark import InBackground, balanced_scan, job_group
 MIN_SCAN_TASKS_KEY = "spark.sql.files.minPartitionNum"
 
 
-def test_balanced_scan_asks_for_two_tasks_a_core_and_restores_the_session(spark):
+@pytest.mark.parametrize("archive_mib, tasks", [(0, "4"), (100, "4"), (64 * 6, "6"), (64 * 100, "16")])
+def test_balanced_scan_asks_for_a_task_per_64_mib_two_to_eight_a_core_and_restores_the_session(spark, archive_mib,
+                                                                                              tasks):
     assert spark.sparkContext.defaultParallelism == 2  # tests/conftest.py: local[2]
     assert spark.conf.get(MIN_SCAN_TASKS_KEY, None) is None
-    with balanced_scan(spark):
+    with balanced_scan(spark) as split:
+        before = spark.conf.get(MIN_SCAN_TASKS_KEY)
+        split(archive_mib * 2**20)
         inside = spark.conf.get(MIN_SCAN_TASKS_KEY)
-    assert inside == "4"  # 2 cores x 2 tasks a core
+    assert before == "4"  # 2 cores x 2 tasks until the archive's size is known
+    assert inside == tasks
     assert spark.conf.get(MIN_SCAN_TASKS_KEY, None) is None
 
 
@@ -25,7 +30,8 @@ def test_balanced_scan_restores_the_session_when_the_run_fails(spark):
 def test_balanced_scan_keeps_a_value_the_user_set(spark):
     spark.conf.set(MIN_SCAN_TASKS_KEY, "7")
     try:
-        with balanced_scan(spark):
+        with balanced_scan(spark) as split:
+            split(64 * 100 * 2**20)
             assert spark.conf.get(MIN_SCAN_TASKS_KEY) == "7"
         assert spark.conf.get(MIN_SCAN_TASKS_KEY) == "7"
     finally:

@@ -5,7 +5,7 @@ import pytest
 
 from idstore.config import ConfigError, load_config
 from idstore.events.output import apply_hadoop_options, sse_kms_options
-from idstore.events.reader import days_in_range, event_schema, list_files, missing_days
+from idstore.events.reader import archive_bytes, days_in_range, event_schema, list_files, missing_days
 
 
 def _events(*overrides):
@@ -50,6 +50,17 @@ def test_list_files_leaves_out_what_spark_would_not_read(spark, tmp_path):
         (day / name).write_bytes(b"xy")
     found = list_files(spark, [str(day), str(tmp_path / "dt=2024-05-09")])
     assert found == [(f"file:{day}/part-0.json.gz", 2), (f"file:{day}/part-1.json", 2)]
+
+
+def test_archive_bytes_are_the_sizes_of_the_files_of_the_days_asked_for(spark, tmp_path):
+    sizes = {"2024-05-01": [10, 2000], "2024-05-02": [333], "2024-05-03": [7000]}
+    for day, lengths in sizes.items():
+        (tmp_path / f"dt={day}").mkdir()
+        for i, length in enumerate(lengths):
+            (tmp_path / f"dt={day}" / f"part-{i}.json").write_bytes(b"{}\n" * (length // 3) + b" " * (length % 3))
+        (tmp_path / f"dt={day}" / "_SUCCESS").write_bytes(b"not read")
+    cfg = load_config(None, [f"events.path={tmp_path}"]).events
+    assert archive_bytes(spark, cfg, ["2024-05-01", "2024-05-02"]) == 10 + 2000 + 333
 
 
 def test_sse_kms_settings_cover_emrfs_and_s3a_for_the_output_buckets_only(spark):

@@ -7,7 +7,7 @@ that kept nothing cleared -> the quarantine of the bad events -> the output desc
 stage's result goes into the run's FilterResult, which the report is rendered from.
 """
 import logging
-from typing import List, Mapping, Optional, cast
+from typing import Callable, List, Mapping, Optional, cast
 
 from pyspark.sql import SparkSession
 
@@ -19,6 +19,7 @@ from idstore.events.output import apply_hadoop_options, clear_days, describe_day
 from idstore.events.passes import PassCounts, PassInputs, filter_pass
 from idstore.events.quarantine import quarantine
 from idstore.events.reader import (
+    archive_bytes,
     day_folders,
     days_in_range,
     event_schema,
@@ -143,13 +144,13 @@ def run_filter(spark: SparkSession, config: Config, report: RunReport, environ: 
     result = FilterResult(options.ids_from)
     report.result = result
     with job_group(spark, f"idstore-filter-{report.run_id}", f"idstore filter {report.run_id}") as group, \
-            balanced_scan(spark):
+            balanced_scan(spark) as split_scan:
         event_schema(config.events)  # its DDL and id field, before anything is read (ConfigError, exit 2)
         apply_hadoop_options(spark, sse_kms_options(config.output))
         keep_observed_metrics(spark)
         read_window(spark, config, options, result)
         if result.days:
-            id_set = _filter(spark, config, report, environ, options)
+            id_set = _filter(spark, config, report, environ, options, split_scan)
             id_set.ids.unpersist()  # after the quarantine, which joins the set again after a pre-filtered pass
         result.reruns = rerun_stages(spark, group) if result.passed and result.passed.read_in_map_stage else 0
     if result.reruns:
@@ -161,7 +162,7 @@ def run_filter(spark: SparkSession, config: Config, report: RunReport, environ: 
 
 
 def _filter(spark: SparkSession, config: Config, report: RunReport, environ: Mapping[str, str],
-            options: FilterOptions) -> IdSet:
+            options: FilterOptions, split_scan: Callable[[int], None]) -> IdSet:
     result = cast(FilterResult, report.result)
     with report.timed("ids"):
         id_set = load_id_set(spark, config, options.ids_from, environ)
@@ -170,6 +171,7 @@ def _filter(spark: SparkSession, config: Config, report: RunReport, environ: Map
     log.info(join.why)
     result.ids = id_set.count
     inputs = PassInputs(spark, config, tuple(result.days), id_set.ids.select(config.source.id_column), join)
+    split_scan(archive_bytes(spark, events, inputs.days))
     note_engines(spark, inputs, result)
     if options.dry_run:
         result.plan = plan_filter(inputs, result, id_set.count)

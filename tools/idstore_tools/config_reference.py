@@ -449,10 +449,10 @@ def _table(section: Section, required: Mapping[str, List[str]], s3_keys: Sequenc
 
 
 def _spark(section: Section) -> List[str]:
-    from idstore.spark import JOB_DEFAULTS, MIN_SCAN_TASKS_KEY, SCAN_TASKS_PER_CORE
+    from idstore.spark import JOB_DEFAULTS, MIN_SCAN_TASKS_KEY, SCAN_TASK_BYTES
 
-    scan = (f"The filter splits the archive's scan into at least {SCAN_TASKS_PER_CORE} tasks a core "
-            f"(`{MIN_SCAN_TASKS_KEY}`) unless a key here sets it.")
+    scan = (f"The filter splits the archive's scan into a task per {SCAN_TASK_BYTES // 2**20} MB, at least 2 "
+            f"and at most 8 a core (`{MIN_SCAN_TASKS_KEY}`), unless a key here sets it.")
     lines = [_cell(section.description), "", *(f"- {_cell(rule)}" for rule in (*SPARK_RULES, scan)),
              "- Read by: sync, filter. The jobs' own settings, which a key here replaces:", "",
              "| Setting | Value |", "|---|---|"]

@@ -55,9 +55,9 @@ def write_records(spark: SparkSession, records: Sequence[str], days: Sequence[st
     apply): the records are the lines Spark's JSON writer would write, and a Spark job to write
     a few lines cost about a second of a small run.
     """
-    folder, fs = hadoop_fs(spark, target)
-    fs.delete(folder, True)  # what an overwrite replaces
-    out = fs.create(spark.sparkContext._jvm.org.apache.hadoop.fs.Path(folder, "part-00000.json"))
+    path, fs = hadoop_fs(spark, io.join(target, "part-00000.json"))
+    fs.delete(path.getParent(), True)  # what an overwrite replaces
+    out = fs.create(path)
     try:
         out.write(bytearray("".join(f"{record}\n" for record in records).encode("utf-8")))
     finally:
